@@ -1,0 +1,1 @@
+//! Exact arithmetic for agents: a calculator tool on arbitrary-precision rationals.
