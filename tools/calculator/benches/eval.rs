@@ -173,7 +173,11 @@ fn main() {
         "| {:<22} | {:>11} | {:>10} | {:>11} | {:>10} | {:>7} | {:>7} | {:>7} |",
         "", "expressions", "evals", "total", "evals/s", "mean us", "p50 us", "p99 us"
     );
-    println!("|{}|", ["-"; 8].map(|_| "----------").join("|"));
+    let rule: Vec<String> = [22, 11, 10, 11, 10, 7, 7, 7]
+        .iter()
+        .map(|w| "-".repeat(w + 2))
+        .collect();
+    println!("|{}|", rule.join("|"));
     evaluate.print();
     answer.print();
 }

@@ -846,6 +846,7 @@ fn root_point(x: &Float, prec: u64, n: u32) -> Ball {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn f(v: f64) -> Float {
         let (m, e) = frexp(v);
@@ -918,6 +919,77 @@ mod tests {
             exp_point(&f(-1e6), p, 4096, &mut c).err(),
             Some(ExpRange::Underflow)
         );
+    }
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 300,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Whether `x` lies in the ball.
+    fn holds(b: &Ball, x: &Rational) -> bool {
+        b.lo().to_rational() <= *x && *x <= b.hi().to_rational()
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        /// A ball at low precision contains the value at high precision, and is
+        /// not wider than its precision promises.
+        #[test]
+        fn function_balls_hold_the_true_value(
+            mantissa in -1000.0f64..1000.0,
+            scale in -40i32..8,
+            which in 0usize..7,
+        ) {
+            let v = mantissa * 2f64.powi(scale);
+            let x = f(v);
+            let eval = |p: u64| -> Option<Ball> {
+                let mut c = Consts::default();
+                match which {
+                    0 => exp_point(&x, p, 4096, &mut c).ok(),
+                    1 => (v > 0.0).then(|| ln_point(&x, p, &mut c)),
+                    2 => Some(atan_point(&x, p, &mut c)),
+                    3 => Some(sin_cos_point(&x, p, &mut c).0),
+                    4 => Some(sin_cos_point(&x, p, &mut c).1),
+                    5 => (v >= 0.0).then(|| sqrt_point(&x, p)),
+                    _ => Some(cbrt_point(&x, p)),
+                }
+            };
+            if let (Some(low), Some(high)) = (eval(40), eval(400)) {
+                let truth = high.mid().to_rational();
+                prop_assert!(holds(&low, &truth), "{} {}: {:?}", which, v, low);
+                if !low.mid().is_zero() && !low.rad().is_zero() {
+                    prop_assert!(low.rad().mag() < low.mid().mag() - 30, "{} {}: {:?}", which, v, low);
+                }
+            }
+        }
+
+        /// Sums, products and quotients of rounded rationals hold the exact result.
+        #[test]
+        fn arithmetic_balls_hold_the_exact_result(
+            a in (-1_000_000i64..1_000_000, 1i64..10_000),
+            b in (-1_000_000i64..1_000_000, 1i64..10_000),
+            op in 0usize..3,
+        ) {
+            let q = |(n, d): (i64, i64)| {
+                Rational::new(BigInt::from(n), BigInt::from(d)).unwrap_or_else(Rational::zero)
+            };
+            let (x, y) = (q(a), q(b));
+            let (bx, by) = (Ball::from_rational(&x, 40), Ball::from_rational(&y, 40));
+            prop_assert!(holds(&bx, &x));
+            let (ball, exact) = match op {
+                0 => (Some(bx.add(&by, 40)), Some(x.add(&y))),
+                1 => (Some(bx.mul(&by, 40)), Some(x.mul(&y))),
+                _ => (bx.div(&by, 40), x.div(&y)),
+            };
+            if let (Some(ball), Some(exact)) = (ball, exact) {
+                prop_assert!(holds(&ball, &exact), "{:?} {:?} {}: {:?}", x, y, op, ball);
+            }
+        }
     }
 
     #[test]
