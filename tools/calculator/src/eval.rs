@@ -1315,10 +1315,16 @@ impl Evaluator<'_> {
         Ok(self.atan_ball(&root, p).mul_pow2(1))
     }
 
-    /// `atan` of a ball: atan is 1-Lipschitz, so one evaluation at the midpoint
-    /// widened by the radius encloses the image.
+    /// `atan` of a ball: one evaluation at the midpoint, widened by the radius
+    /// times the largest slope on the ball, `1 / (1 + min x^2)`, which is at most
+    /// `4^(1 - m)` when `|x| >= 2^(m-1)`.
     fn atan_ball(&mut self, x: &Ball, prec: u64) -> Ball {
-        real::atan_point(x.mid(), prec, self.consts).widen(x.rad(), prec)
+        let slope_exp = match x.mag_lower() {
+            Some(m) if m > 1 => 2 * (1 - m),
+            _ => 0,
+        };
+        let widening = Ball::exact(x.rad().clone()).mul_pow2(slope_exp);
+        real::atan_point(x.mid(), prec, self.consts).widen(widening.mid(), prec)
     }
 }
 

@@ -72,6 +72,7 @@ sqrt(2) * 10 -> ≈ 14.142135623731 (approximate, rounded to 15 significant digi
 
 /// The arguments of a calculator call, as the model writes them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CalculatorArgs {
     /// One arithmetic expression, e.g. "(12.50 * 4 + 3.75) * 1.08",
     /// "1200 * (1 + 5%)^2", "200 - 15%", "sqrt(2)", "binomial(10, 3)",

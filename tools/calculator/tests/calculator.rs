@@ -237,6 +237,9 @@ fn trigonometry() {
     assert_eq!(approx("sin(355/113)"), "-2.66764189062419e-7");
     assert_eq!(approx("sin(10^100)"), "-0.372376123661277");
     assert_eq!(approx("tan(10^4000)"), "-0.557481857453009");
+    // A wide ball far from zero: atan's slope there is tiny.
+    assert_eq!(approx("atan(pi * 1e100)"), "1.5707963267949");
+    assert_eq!(approx("atan(2^16000 - atan(1))"), "1.5707963267949");
 }
 
 #[test]
@@ -765,6 +768,10 @@ fn arguments_deserialize_and_have_a_schema() {
     let schema = serde_json::to_value(schemars::schema_for!(CalculatorArgs)).expect("schema");
     assert_eq!(schema["type"], "object");
     assert_eq!(schema["required"], serde_json::json!(["expression"]));
+    assert_eq!(schema["additionalProperties"], false);
+    assert!(
+        serde_json::from_str::<CalculatorArgs>(r#"{"expression": "1", "units": "m"}"#).is_err()
+    );
     let expression = &schema["properties"]["expression"];
     assert_eq!(expression["type"], "string");
     let description = expression["description"].as_str().unwrap_or_default();

@@ -341,16 +341,20 @@ fn magnitude(d: &(i128, i32)) -> i32 {
 /// Evaluates `input` and checks the safety properties: no panic (a panic fails
 /// the property), a bounded run time, and sensible positions.
 fn check_safe(input: &str) -> Result<(), TestCaseError> {
+    const BOUND: Duration = Duration::from_millis(200);
     let calc = Calculator::new();
-    let start = Instant::now();
-    let result = calc.evaluate(input);
-    let elapsed = start.elapsed();
-    prop_assert!(
-        elapsed < Duration::from_millis(200),
-        "{:?} took {:?}",
-        input,
-        elapsed
-    );
+    let timed = || {
+        let start = Instant::now();
+        let result = calc.evaluate(input);
+        (result, start.elapsed())
+    };
+    let (result, mut elapsed) = timed();
+    if elapsed >= BOUND {
+        // Measure once more: a thread preempted on a busy machine is not a slow
+        // input, but a slow input is slow both times.
+        elapsed = elapsed.min(timed().1);
+    }
+    prop_assert!(elapsed < BOUND, "{:?} took {:?}", input, elapsed);
     match result {
         Ok(v) => prop_assert!(!v.to_string().is_empty()),
         Err(e) => {
