@@ -92,7 +92,8 @@ pub(crate) fn evaluate(expr: &Expr, limits: &Limits, digits: u32) -> Result<Outc
     // Constants computed for one attempt serve the next ones too.
     let mut consts = Consts::default();
     let p0 = initial_precision(digits);
-    for attempt in 0..=PRECISION_DOUBLINGS {
+    let mut attempt = 0;
+    loop {
         let last = attempt == PRECISION_DOUBLINGS;
         let mut evaluator = Evaluator {
             prec: p0 << attempt,
@@ -116,12 +117,8 @@ pub(crate) fn evaluate(expr: &Expr, limits: &Limits, digits: u32) -> Result<Outc
             Err(CalcError::Undecidable { .. }) if !last => {}
             Err(e) => return Err(e),
         }
+        attempt += 1;
     }
-    // The last attempt always returns above.
-    Err(CalcError::Undecidable {
-        position: 0,
-        message: "the precision limit was reached".to_string(),
-    })
 }
 
 struct Evaluator<'a> {
@@ -275,19 +272,19 @@ impl Evaluator<'_> {
     fn eval(&mut self, expr: &Expr) -> Result<Value, CalcError> {
         match expr {
             Expr::Number(q) => Ok(Value::Exact(q.clone())),
-            Expr::Const(Constant::Pi) => {
-                self.charge_function(0, 0)?;
+            Expr::Const(Constant::Pi, pos) => {
+                self.charge_function(0, *pos)?;
                 Ok(Value::Approx(self.pi_ball()))
             }
-            Expr::Const(Constant::E) => self.exp(Value::Exact(Rational::one()), 0),
+            Expr::Const(Constant::E, pos) => self.exp(Value::Exact(Rational::one()), *pos),
             Expr::Neg(inner) => Ok(match self.eval(inner)? {
                 Value::Exact(q) => Value::Exact(q.neg()),
                 Value::Approx(b) => Value::Approx(b.neg()),
             }),
-            Expr::Percent { inner, count } => {
+            Expr::Percent { inner, count, pos } => {
                 let v = self.eval(inner)?;
-                let hundredths = self.hundredths(*count, 0)?;
-                self.mul(v, hundredths, 0)
+                let hundredths = self.hundredths(*count, *pos)?;
+                self.mul(v, hundredths, *pos)
             }
             Expr::Sum { first, rest } => {
                 let mut acc = self.eval(first)?;
@@ -533,8 +530,11 @@ impl Evaluator<'_> {
                         ),
                     ));
                 }
-                // Bounded by the check above: |n| <= max_bits.
-                let e = n.abs().to_u32().unwrap_or(u32::MAX);
+                // The check above bounds |n| by max_bits.
+                let e = n
+                    .abs()
+                    .to_u32()
+                    .ok_or_else(|| too_large(pos, format!("the exponent {n} is too large")))?;
                 self.charge(2 * mul_cost(estimate as u64), pos)?;
                 let p = b.pow(e);
                 let p = if n.is_negative() {
@@ -684,6 +684,8 @@ impl Evaluator<'_> {
 
     fn call(&mut self, func: Func, pos: usize, args: Vec<Value>) -> Result<Value, CalcError> {
         let name = func.name();
+        // The parser has checked the number of arguments; the defaults below are
+        // never used.
         let mut args = args.into_iter();
         let first = args.next().unwrap_or(Value::Exact(Rational::zero()));
         let second = args.next();

@@ -128,12 +128,13 @@ pub(crate) enum MulOp {
 #[derive(Clone, Debug)]
 pub(crate) enum Expr {
     Number(Rational),
-    Const(Constant),
+    Const(Constant, usize),
     Neg(Box<Expr>),
-    /// `inner` divided by 100 `count` times.
+    /// `inner` divided by 100 `count` times; `pos` is the first `%`.
     Percent {
         inner: Box<Expr>,
         count: u32,
+        pos: usize,
     },
     Sum {
         first: Box<Expr>,
@@ -508,6 +509,7 @@ impl<'a> Parser<'a> {
 
     fn postfix(&mut self) -> Result<Expr, CalcError> {
         let inner = self.primary()?;
+        let pos = self.peek().pos;
         let mut count: u32 = 0;
         while self.peek().tok == Tok::Percent
             && !matches!(
@@ -524,6 +526,7 @@ impl<'a> Parser<'a> {
             Expr::Percent {
                 inner: Box::new(inner),
                 count,
+                pos,
             }
         })
     }
@@ -591,7 +594,7 @@ impl<'a> Parser<'a> {
                     ),
                 })
             }
-            (None, Some(&(_, c)), false) => Ok(Expr::Const(c)),
+            (None, Some(&(_, c)), false) => Ok(Expr::Const(c, pos)),
             (None, Some(_), true) => Err(self.unexpected(self.peek(), None)),
             (None, None, _) => Err(CalcError::UnknownName {
                 name: name.to_string(),

@@ -638,6 +638,11 @@ fn limits_are_configurable() {
         matches!(small.evaluate("factorial(60)"), Err(CalcError::TooLarge { message, .. }) if message.contains("largest allowed argument is 57"))
     );
 
+    assert!(matches!(
+        small.evaluate("1 + 5%%%%%%%%%%%"),
+        Err(CalcError::TooLarge { position: 5, .. })
+    ));
+
     let short = Calculator::builder().max_length(10).build();
     assert_eq!(
         short.evaluate("1 + 2 + 3 + 4"),
