@@ -15,6 +15,10 @@ def _taper_driver():
     requests, replies = 3, 4
     main_pid = os.getpid()
     value_cap = int(sys.argv[1])
+    # With a pid namespace, every process but this one was killed after the
+    # previous call: wait for all of them, so that none still counts against
+    # the process limit. Without one, processes may legitimately remain.
+    wait_for_orphans = sys.argv[2] == "1"
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -38,9 +42,10 @@ def _taper_driver():
             view = view[os.write(replies, view):]
 
     def reap_orphans():
+        flags = 0 if wait_for_orphans else os.WNOHANG
         while True:
             try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
+                pid, _ = os.waitpid(-1, flags)
             except ChildProcessError:
                 return
             if pid == 0:

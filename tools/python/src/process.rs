@@ -323,6 +323,11 @@ fn plan(setup: &Setup, workdir: &Path, session: bool, pipes: Pipes) -> Result<Pl
         b"-c".to_vec(),
         DRIVER.as_bytes().to_vec(),
         setup.limits.output.to_string().into_bytes(),
+        if setup.mechanisms.namespaces == Use::Skip {
+            b"0".to_vec()
+        } else {
+            b"1".to_vec()
+        },
     ])
     .map_err(|_| startup("the interpreter path contains a NUL byte"))?;
     let workdir_bytes = workdir.as_os_str().as_bytes();
