@@ -438,13 +438,13 @@ impl Evaluator<'_> {
             return self.exact(x.sub(&y.mul(&whole)), pos);
         }
         let quotient = self.div(a.clone(), b.clone(), pos)?;
-        let whole = self.floor(&quotient, false, pos)?;
+        let whole = self.floor(&quotient, false, "the quotient in '%'", pos)?;
         let product = self.mul(b, whole, pos)?;
         self.sub(a, product, pos)
     }
 
-    /// `floor(v)`, or `ceil(v)` when `ceil` is set.
-    fn floor(&self, v: &Value, ceil: bool, pos: usize) -> Result<Value, CalcError> {
+    /// `floor(v)`, or `ceil(v)` when `ceil` is set; `what` names `v` in errors.
+    fn floor(&self, v: &Value, ceil: bool, what: &str, pos: usize) -> Result<Value, CalcError> {
         let round = |x: &Float| if ceil { -x.neg().floor() } else { x.floor() };
         match v {
             Value::Exact(q) => Ok(Value::Exact(Rational::from_int(if ceil {
@@ -459,11 +459,11 @@ impl Evaluator<'_> {
                     return Ok(Value::Exact(Rational::from_int(lo)));
                 }
                 // The integer boundary inside the ball.
-                let (function, boundary) = if ceil { ("ceil", lo) } else { ("floor", hi) };
+                let boundary = format::short_int(if ceil { &lo } else { &hi });
                 Err(CalcError::Undecidable {
                     position: pos,
                     message: format!(
-                        "the argument of {function} equals the integer {boundary} to within {} (it may be exactly {boundary})",
+                        "{what} equals the integer {boundary} to within {} (it may be exactly {boundary})",
                         format::bound_text(b)
                     ),
                 })
@@ -696,8 +696,8 @@ impl Evaluator<'_> {
                 Value::Exact(q) => Value::Exact(q.abs()),
                 Value::Approx(b) => Value::Approx(b.abs(self.prec)),
             }),
-            Func::Floor => self.floor(&first, false, pos),
-            Func::Ceil => self.floor(&first, true, pos),
+            Func::Floor => self.floor(&first, false, "the argument of floor", pos),
+            Func::Ceil => self.floor(&first, true, "the argument of ceil", pos),
             Func::Round => self.round(first, second, pos),
             Func::Min | Func::Max => {
                 let rest: Vec<Value> = second.into_iter().chain(args).collect();
