@@ -115,6 +115,9 @@ fn is_executable(path: &Path) -> bool {
 
 fn excerpt(text: &str) -> String {
     let text = text.trim();
+    if text.is_empty() {
+        return "(no output)".to_owned();
+    }
     match text.char_indices().nth(300) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text.to_owned(),

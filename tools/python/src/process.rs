@@ -352,7 +352,11 @@ fn plan(setup: &Setup, workdir: &Path, session: bool, pipes: Pipes) -> Result<Pl
         Identity::Unchanged
     };
     let limits = &setup.limits;
-    let cpu_hard = if session { None } else { Some(cpu + 1) };
+    let cpu_hard = if session {
+        None
+    } else {
+        Some(cpu.saturating_add(1))
+    };
     Ok(Plan {
         pipes,
         namespaces: setup.mechanisms.namespaces != Use::Skip,
@@ -471,6 +475,13 @@ impl Drop for Running {
     }
 }
 
+/// The instant `limit` from now, or a century from now if that overflows.
+fn deadline_after(limit: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(limit)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 24 * 3600))
+}
+
 /// CPU time used so far by the process behind `clock`.
 fn cpu_time(clock: libc::clockid_t) -> Option<Duration> {
     let mut now = libc::timespec {
@@ -509,7 +520,7 @@ impl Running {
         let cpu_start = cpu_time(clock);
         let mut cpu_check = tokio::time::interval(CPU_POLL);
         let end = {
-            let wall = sleep_until(Instant::now() + limits.wall);
+            let wall = sleep_until(deadline_after(limits.wall));
             tokio::pin!(wall);
             let Running {
                 status,

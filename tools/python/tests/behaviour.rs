@@ -259,3 +259,29 @@ fn tool_arguments_and_description() {
     assert!(DESCRIPTION.contains("no network"));
     assert!(DESCRIPTION.contains("Examples"));
 }
+
+#[tokio::test]
+async fn extreme_limits_do_not_break_the_sandbox() {
+    let sandbox = Sandbox::builder()
+        .wall_time_limit(Duration::MAX)
+        .cpu_time_limit(Duration::MAX)
+        .memory_limit(u64::MAX)
+        .max_processes(u64::MAX)
+        .max_file_size(u64::MAX)
+        .max_output_bytes(usize::MAX)
+        .build()
+        .await
+        .unwrap();
+    let run = sandbox.run("print('ok')\n1").await.unwrap();
+    assert_eq!(
+        (run.stdout.as_str(), run.value.as_deref()),
+        ("ok\n", Some("1"))
+    );
+
+    let error = Sandbox::builder()
+        .memory_limit(1 << 20)
+        .build()
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Error::Startup { .. }), "{error}");
+}

@@ -92,6 +92,31 @@ async fn a_fork_bomb_hits_the_process_limit() {
 }
 
 #[tokio::test]
+async fn a_crashed_interpreter_is_reported_and_replaced() {
+    let mut session = sandbox().await.session().unwrap();
+    session.run("x = 1").await.unwrap();
+    let run = session
+        .run("import ctypes\nctypes.string_at(0)")
+        .await
+        .unwrap();
+    assert_eq!(
+        run.outcome,
+        Outcome::Signal {
+            signal: libc::SIGSEGV
+        },
+        "{run:?}"
+    );
+    assert!(run.state_lost);
+    let run = session.run("import os\nos._exit(3)").await.unwrap();
+    assert_eq!(run.outcome, Outcome::Exit { code: 3 }, "{run:?}");
+    assert!(run.state_lost);
+    let run = session.run("'x' in globals()").await.unwrap();
+    assert_eq!(run.value.as_deref(), Some("False"), "{run:?}");
+    assert!(!run.state_lost);
+    session.close().await;
+}
+
+#[tokio::test]
 async fn a_memory_bomb_hits_the_memory_limit() {
     let sandbox = Sandbox::builder()
         .memory_limit(256 << 20)
