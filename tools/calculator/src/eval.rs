@@ -531,10 +531,12 @@ impl Evaluator<'_> {
                     ));
                 }
                 // The check above bounds |n| by max_bits.
-                let e = n
-                    .abs()
-                    .to_u32()
-                    .ok_or_else(|| too_large(pos, format!("the exponent {n} is too large")))?;
+                let e = n.abs().to_u32().ok_or_else(|| {
+                    too_large(
+                        pos,
+                        format!("the exponent {} is too large", format::short_int(n)),
+                    )
+                })?;
                 self.charge(2 * mul_cost(estimate as u64), pos)?;
                 let p = b.pow(e);
                 let p = if n.is_negative() {
@@ -546,10 +548,12 @@ impl Evaluator<'_> {
                 self.exact(p, pos)
             }
             Value::Approx(x) => {
-                let e = n
-                    .abs()
-                    .to_u32()
-                    .ok_or_else(|| too_large(pos, format!("the exponent {n} is too large")))?;
+                let e = n.abs().to_u32().ok_or_else(|| {
+                    too_large(
+                        pos,
+                        format!("the exponent {} is too large", format::short_int(n)),
+                    )
+                })?;
                 let mut result = Ball::exact(Float::from_i64(1));
                 let mut square = x;
                 let mut rest = e;
@@ -948,7 +952,11 @@ impl Evaluator<'_> {
         let what = "factorial needs a whole number >= 0";
         let n = self.integer(&x, "factorial", pos, what)?;
         if n.is_negative() {
-            return Err(domain("factorial", pos, format!("{what}; got {n}")));
+            return Err(domain(
+                "factorial",
+                pos,
+                format!("{what}; got {}", format::short_int(&n)),
+            ));
         }
         let limit = self.limits.max_factorial;
         let n = match n.to_u64() {
@@ -987,7 +995,7 @@ impl Evaluator<'_> {
             return Err(domain(
                 "binomial",
                 pos,
-                format!("binomial(n, k) needs n >= 0; got {n}"),
+                format!("binomial(n, k) needs n >= 0; got {}", format::short_int(&n)),
             ));
         }
         if k.is_negative() || k > n {

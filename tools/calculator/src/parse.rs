@@ -341,7 +341,7 @@ fn lex_number(chars: &[char], start: usize, max_bits: u64) -> Result<(Rational, 
         position: start,
         message: format!(
             "the number {} is beyond the limit of {max_bits} bits (about {} decimal digits) for a numerator or denominator",
-            chars[start..i].iter().collect::<String>(),
+            abbreviate(&chars[start..i]),
             (max_bits as f64 * std::f64::consts::LOG10_2) as u64
         ),
     };
@@ -358,6 +358,20 @@ fn lex_number(chars: &[char], start: usize, max_bits: u64) -> Result<(Rational, 
         return Err(too_large());
     }
     Ok((value, i))
+}
+
+/// The text of `chars`, shortened with an ellipsis past 30 characters.
+fn abbreviate(chars: &[char]) -> String {
+    if chars.len() <= 30 {
+        chars.iter().collect()
+    } else {
+        format!(
+            "{}...{} ({} characters)",
+            chars[..12].iter().collect::<String>(),
+            chars[chars.len() - 12..].iter().collect::<String>(),
+            chars.len()
+        )
+    }
 }
 
 struct Parser<'a> {
