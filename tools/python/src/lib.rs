@@ -30,11 +30,27 @@
 //!
 //! # Limits of the guarantees
 //!
-//! The memory limit is per process (address space), so the code's total is
-//! bounded by the memory limit times the process limit. Disk use is bounded
-//! per file, not in total. Landlock does not govern every way of reaching a
-//! file: metadata (`stat`) of any path can still be read, and files opened
-//! before the sandbox starts are not affected (none are passed in).
+//! - The memory limit is per process (address space), so the code's total is
+//!   bounded by the memory limit times the process limit.
+//! - Disk use is bounded per file (`RLIMIT_FSIZE`), not in total.
+//! - Landlock governs opening, creating, renaming, linking and executing
+//!   files, not everything: any path's metadata (`stat`) can still be read,
+//!   and `chdir` works anywhere.
+//! - The seccomp filter is a deny list: the rest of the kernel's interface is
+//!   reachable, so a kernel bug can still be an escape.
+//! - The interpreter is pid 1 of its namespace, and so ignores signals it
+//!   has no handler for (`os.kill(os.getpid(), SIGTERM)` does nothing).
+//! - `multiprocessing` pools and semaphores do not work (they need
+//!   `/dev/shm`, which is not writable).
+//! - The host checks the interpreter's CPU time every 100 ms; other
+//!   processes get `RLIMIT_CPU`, whose soft limit they may raise in a
+//!   session. The wall-clock limit holds regardless.
+//! - When the host runs as root and the interpreter lives under a directory
+//!   closed to others (such as pyenv under `/root`), the code keeps
+//!   `CAP_DAC_READ_SEARCH` inside its user namespace: it can read root-owned
+//!   files that Landlock lets it reach, whatever their mode bits.
+//! - Starting an interpreter forks the host process; a host holding much
+//!   anonymous memory pays for copying its page tables.
 
 mod error;
 mod execution;
