@@ -35,7 +35,7 @@ pub enum CalcError {
         message: String,
     },
     /// A name that is neither a function nor a constant.
-    #[error("unknown {} '{name}' at position {position}{}", name_kind(.is_function), name_hint(.name, .suggestion, .is_function))]
+    #[error("unknown {} '{}' at position {position}{}", name_kind(.is_function), shorten(.name), name_hint(.name, .suggestion, .is_function))]
     UnknownName {
         /// The name as written.
         name: String,
@@ -103,6 +103,17 @@ fn found_text(found: &Option<char>) -> String {
         Some(c) => format!("'{c}'"),
         None => "end of input".to_string(),
     }
+}
+
+/// A name as written, shortened with an ellipsis past 30 characters.
+fn shorten(name: &str) -> String {
+    let count = name.chars().count();
+    if count <= 30 {
+        return name.to_string();
+    }
+    let head: String = name.chars().take(12).collect();
+    let tail: String = name.chars().skip(count - 12).collect();
+    format!("{head}...{tail}")
 }
 
 fn name_kind(is_function: &bool) -> &'static str {

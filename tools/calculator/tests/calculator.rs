@@ -549,6 +549,11 @@ fn unknown_names_suggest_a_fix() {
     assert!(err("x + 1").to_string().contains("no variables"));
     assert!(err("fact(5)").to_string().contains("factorial"));
     assert!(err("15% of 200").to_string().contains("15% * 200"));
+    let long_name = format!("{}z", "y".repeat(800));
+    assert_eq!(
+        err(&long_name).to_string(),
+        "unknown name 'yyyyyyyyyyyy...yyyyyyyyyyyz' at position 0; the only names are pi and e (there are no variables: write the number itself)"
+    );
 }
 
 #[test]
