@@ -14,7 +14,7 @@ use taper_python::{Outcome, Sandbox};
 async fn an_infinite_loop_hits_the_cpu_limit() {
     let sandbox = Sandbox::builder()
         .cpu_time_limit(Duration::from_secs(1))
-        .wall_time_limit(Duration::from_secs(10))
+        .wall_time_limit(Duration::from_secs(30))
         .build()
         .await
         .unwrap();
@@ -22,7 +22,8 @@ async fn an_infinite_loop_hits_the_cpu_limit() {
     let run = sandbox.run("while True:\n    pass").await.unwrap();
     assert_eq!(run.outcome, Outcome::CpuTimeLimit, "{run:?}");
     assert!(run.state_lost);
-    assert!(started.elapsed() < Duration::from_secs(8));
+    // One second of CPU, however busy the machine is.
+    assert!(started.elapsed() < Duration::from_secs(25));
 }
 
 #[tokio::test]
@@ -53,7 +54,7 @@ async fn sleeping_forever_hits_the_wall_clock_limit() {
 async fn a_fork_bomb_hits_the_process_limit() {
     let sandbox = Sandbox::builder()
         .max_processes(32)
-        .wall_time_limit(Duration::from_secs(3))
+        .wall_time_limit(Duration::from_secs(4))
         .build()
         .await
         .unwrap();
