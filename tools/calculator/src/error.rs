@@ -129,13 +129,15 @@ fn name_hint(name: &str, suggestion: &Option<String>, is_function: &bool) -> Str
     match (lower.as_str(), suggestion) {
         ("of", _) => "; write '15% * 200' for 15% of 200".to_string(),
         ("mod", _) => "; write 'a % b' for the remainder".to_string(),
+        ("x", _) => "; write * for multiplication (2 * 3), and numbers instead of variables"
+            .to_string(),
         (_, Some(s)) => format!("; did you mean '{s}'?"),
         _ if *is_function => {
             "; the functions are sqrt, cbrt, abs, floor, ceil, round, min, max, gcd, lcm, \
              factorial, binomial, ln, log10, log2, log, exp, sin, cos, tan, asin, acos, atan"
                 .to_string()
         }
-        _ => "; the only names are pi and e (there are no variables: write the number itself)"
+        _ => "; the only names are pi and e (there are no variables or units: write the number itself)"
             .to_string(),
     }
 }

@@ -422,6 +422,10 @@ impl<'a> Parser<'a> {
         let message = match (&token.tok, open) {
             (Tok::End, Some(p)) => format!("expected ')' to close the '(' at position {p}"),
             (Tok::End, None) => "the expression ends too early".to_string(),
+            (Tok::Ident(name), _) if name == "x" || name == "X" => {
+                "missing operator before this: write * for multiplication (2 * 3, not 2 x 3)"
+                    .to_string()
+            }
             (Tok::Number(_) | Tok::Ident(_) | Tok::LParen, _) => {
                 "missing operator before this (implicit multiplication is not supported: write 2*(3+4), not 2(3+4))".to_string()
             }

@@ -425,6 +425,7 @@ fn syntax_errors_have_positions() {
         ("sqrt(2", 6, None, "close the '(' at position 4"),
         ("[1 + 2]", 0, Some('['), "parentheses"),
         ("π π", 2, Some('π'), "missing operator"),
+        ("2 x 3", 2, Some('x'), "write * for multiplication"),
     ];
     for &(input, position, found, fragment) in cases {
         match Calculator::new().evaluate(input) {
@@ -546,13 +547,23 @@ fn unknown_names_suggest_a_fix() {
         err("sqr(2)").to_string(),
         "unknown function 'sqr' at position 0; did you mean 'sqrt'?"
     );
-    assert!(err("x + 1").to_string().contains("no variables"));
+    assert!(
+        err("x + 1")
+            .to_string()
+            .contains("numbers instead of variables")
+    );
+    assert!(
+        err("2 x 3")
+            .to_string()
+            .contains("write * for multiplication")
+    );
+    assert!(err("5 * km").to_string().contains("no variables or units"));
     assert!(err("fact(5)").to_string().contains("factorial"));
     assert!(err("15% of 200").to_string().contains("15% * 200"));
     let long_name = format!("{}z", "y".repeat(800));
     assert_eq!(
         err(&long_name).to_string(),
-        "unknown name 'yyyyyyyyyyyy...yyyyyyyyyyyz' at position 0; the only names are pi and e (there are no variables: write the number itself)"
+        "unknown name 'yyyyyyyyyyyy...yyyyyyyyyyyz' at position 0; the only names are pi and e (there are no variables or units: write the number itself)"
     );
 }
 
