@@ -1,0 +1,303 @@
+//! The token environment: every token's bytes, the token trie and the grammar compiler
+//! for one tokenizer, built once and shared.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use std::time::Instant;
+
+use llguidance::ParserFactory;
+use llguidance::toktrie::{self, SimpleVob, TokRxInfo, TokTrie, TokenizerEnv};
+use tokenizers::Tokenizer;
+
+use crate::error::TokenEnvError;
+use crate::markers::Markers;
+
+/// The token environment of one tokenizer: each token's bytes, the trie the engine walks
+/// to compute masks, and the grammar compiler.
+///
+/// Building one takes a few hundred milliseconds on a 150k-token vocabulary; build it
+/// once per loaded model and clone it freely: clones share everything (it is an `Arc`),
+/// and it is `Send + Sync`.
+///
+/// The vocabulary is padded to the model's embedding rows: ids the tokenizer does not
+/// know are never allowed. Every added token (special or not, e.g. `<think>` or the
+/// tool-call markers) is a special token for the engine: free text can never produce
+/// it, only a grammar that names it.
+///
+/// # Example
+///
+/// ```
+/// use taper_grammar::TokenEnv;
+///
+/// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/cache");
+/// # let path = format!("{dir}/r1_qwen3.tokenizer.json");
+/// // `path`: the DeepSeek-R1-0528-Qwen3-8B tokenizer.json
+/// let tokenizer = tokenizers::Tokenizer::from_file(path)
+///     .expect("tokenizer fixture: run scripts/fetch-fixtures.sh");
+/// let eos = tokenizer.token_to_id("<｜end▁of▁sentence｜>").expect("R1 has an EOS");
+/// let env = TokenEnv::new(&tokenizer, 151_936, eos)?; // 151936 embedding rows
+/// assert_eq!(env.vocab_size(), 151_936);
+/// assert_eq!(env.decode(&env.tokenize("</think>".as_bytes())), b"</think>");
+/// # Ok::<(), taper_grammar::TokenEnvError>(())
+/// ```
+#[derive(Clone)]
+pub struct TokenEnv {
+    inner: Arc<EnvInner>,
+}
+
+struct EnvInner {
+    hf: Arc<HfTokEnv>,
+    factory: ParserFactory,
+    markers: Markers,
+    vocab_size: usize,
+    eos: u32,
+    /// Tokens made only of UTF-8 continuation bytes: they finish a character without
+    /// starting another one (used to close the reasoning at a character boundary).
+    continuation: SimpleVob,
+}
+
+impl fmt::Debug for TokenEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenEnv")
+            .field("vocab_size", &self.inner.vocab_size)
+            .field("eos", &self.inner.eos)
+            .field("markers", &self.inner.markers)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenEnv {
+    /// Builds the environment from a tokenizer, the model's vocabulary size (its
+    /// embedding rows, at least the tokenizer's largest id + 1) and its EOS token id.
+    ///
+    /// Token strings are mapped to bytes with the byte-level alphabet (Llama-3, Qwen
+    /// and GPT-2 style BPE); other tokenizers are refused.
+    pub fn new(tokenizer: &Tokenizer, vocab_size: usize, eos: u32) -> Result<Self, TokenEnvError> {
+        let start = Instant::now();
+        ensure_byte_level(tokenizer)?;
+        let table = ByteLevelTable::new();
+        let mut words: Vec<Vec<u8>> = vec![Vec::new(); vocab_size];
+        let beyond = |id: u32| TokenEnvError::TokenBeyondVocab { id, vocab_size };
+        for (text, id) in tokenizer.get_vocab(false) {
+            let slot = words.get_mut(id as usize).ok_or_else(|| beyond(id))?;
+            *slot = table.decode(&text).ok_or_else(|| {
+                TokenEnvError::UnsupportedTokenizer(format!(
+                    "token {id} ({text:?}) is not in the byte-level alphabet"
+                ))
+            })?;
+        }
+        let mut added = HashMap::new();
+        for (id, token) in tokenizer.get_added_tokens_decoder() {
+            let slot = words.get_mut(id as usize).ok_or_else(|| beyond(id))?;
+            let mut bytes = Vec::with_capacity(token.content.len() + 1);
+            bytes.push(TokTrie::SPECIAL_TOKEN_MARKER);
+            bytes.extend_from_slice(token.content.as_bytes());
+            *slot = bytes;
+            added.insert(token.content, id);
+        }
+        if words.get(eos as usize).is_none_or(|w| w.is_empty()) {
+            return Err(TokenEnvError::BadEos { eos, vocab_size });
+        }
+        let vocab_u32 = u32::try_from(vocab_size).map_err(|_| {
+            TokenEnvError::UnsupportedTokenizer(format!("vocabulary of {vocab_size} tokens"))
+        })?;
+        let info = TokRxInfo::new(vocab_u32, eos);
+        let trie = catch_unwind(AssertUnwindSafe(|| TokTrie::from(&info, &words)))
+            .map_err(|_| TokenEnvError::Engine("building the token trie failed".into()))?;
+        let mut continuation = SimpleVob::alloc(vocab_size);
+        for (id, word) in words.iter().enumerate() {
+            if !word.is_empty() && word.iter().all(|b| (0x80..=0xBF).contains(b)) {
+                continuation.set(id, true);
+            }
+        }
+        let hf = Arc::new(HfTokEnv {
+            trie,
+            tokenizer: tokenizer.clone(),
+        });
+        let tok_env: toktrie::TokEnv = hf.clone();
+        let mut factory = ParserFactory::new_simple(&tok_env)
+            .map_err(|e| TokenEnvError::Engine(e.to_string()))?;
+        factory.quiet();
+        let markers = Markers::resolve(&added);
+        tracing::debug!(
+            vocab_size,
+            eos,
+            ?markers,
+            elapsed_ms = start.elapsed().as_secs_f64() * 1e3,
+            "token environment built"
+        );
+        Ok(TokenEnv {
+            inner: Arc::new(EnvInner {
+                hf,
+                factory,
+                markers,
+                vocab_size,
+                eos,
+                continuation,
+            }),
+        })
+    }
+
+    /// The vocabulary size: the model's embedding rows, and the length of every logits
+    /// slice given to [`Constraint::mask`](crate::Constraint::mask).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.vocab_size
+    }
+
+    /// The end-of-sentence token id.
+    pub fn eos(&self) -> u32 {
+        self.inner.eos
+    }
+
+    /// Whether the token is an added token (special to the engine), e.g. `</think>`.
+    pub fn is_special(&self, token: u32) -> bool {
+        self.inner.hf.trie.is_special_token(token)
+    }
+
+    /// The bytes the tokens stand for, added tokens written as their text (ids the
+    /// tokenizer does not know contribute nothing).
+    pub fn decode(&self, tokens: &[u32]) -> Vec<u8> {
+        self.inner.hf.trie.decode_ext(tokens, true)
+    }
+
+    /// Tokenizes text the way the engine does for forced text: with the tokenizer,
+    /// never producing added tokens; bytes that are not UTF-8 become byte tokens.
+    pub fn tokenize(&self, bytes: &[u8]) -> Vec<u32> {
+        self.inner.hf.tokenize_bytes(bytes)
+    }
+
+    pub(crate) fn factory(&self) -> &ParserFactory {
+        &self.inner.factory
+    }
+
+    pub(crate) fn markers(&self) -> &Markers {
+        &self.inner.markers
+    }
+
+    pub(crate) fn trie(&self) -> &TokTrie {
+        &self.inner.hf.trie
+    }
+
+    pub(crate) fn continuation_tokens(&self) -> &SimpleVob {
+        &self.inner.continuation
+    }
+}
+
+/// The engine's view of the tokenizer: the trie, and tokenization through the tokenizer.
+struct HfTokEnv {
+    trie: TokTrie,
+    tokenizer: Tokenizer,
+}
+
+impl HfTokEnv {
+    fn encode(&self, text: &str) -> Vec<u32> {
+        let ids = match self.tokenizer.encode_fast(text, false) {
+            Ok(encoding) => encoding.get_ids().to_vec(),
+            Err(_) => return self.trie.greedy_tokenize(text.as_bytes()),
+        };
+        // The tokenizer splits added tokens out of plain text; the engine needs text
+        // tokens for text, so fall back to the trie (which never enters an added token
+        // from text bytes).
+        let vocab = self.trie.vocab_size();
+        if ids
+            .iter()
+            .any(|&t| t as usize >= vocab || self.trie.is_special_token(t))
+        {
+            self.trie.greedy_tokenize(text.as_bytes())
+        } else {
+            ids
+        }
+    }
+}
+
+impl TokenizerEnv for HfTokEnv {
+    fn tok_trie(&self) -> &TokTrie {
+        &self.trie
+    }
+
+    fn tokenize_bytes(&self, s: &[u8]) -> Vec<u32> {
+        self.trie
+            .tokenize_with_greedy_fallback(s, |text| self.encode(text))
+    }
+}
+
+/// Refuses tokenizers whose decoder is not byte-level: their token strings are not
+/// byte-level encoded bytes.
+fn ensure_byte_level(tokenizer: &Tokenizer) -> Result<(), TokenEnvError> {
+    let decoder = tokenizer.get_decoder().ok_or_else(|| {
+        TokenEnvError::UnsupportedTokenizer("the tokenizer has no decoder".into())
+    })?;
+    let value = serde_json::to_value(decoder)
+        .map_err(|e| TokenEnvError::UnsupportedTokenizer(format!("unreadable decoder: {e}")))?;
+    if mentions_byte_level(&value) {
+        Ok(())
+    } else {
+        Err(TokenEnvError::UnsupportedTokenizer(
+            "only byte-level BPE tokenizers are supported".into(),
+        ))
+    }
+}
+
+fn mentions_byte_level(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Object(map) => {
+            map.get("type").and_then(|t| t.as_str()) == Some("ByteLevel")
+                || map.values().any(mentions_byte_level)
+        }
+        serde_json::Value::Array(items) => items.iter().any(mentions_byte_level),
+        _ => false,
+    }
+}
+
+/// The byte-level alphabet of GPT-2 (`bytes_to_unicode` in its `encoder.py`), shared by
+/// the Llama-3 and Qwen tokenizers: printable bytes `!`..`~`, `¡`..`¬` and `®`..`ÿ`
+/// stand for themselves, the other 68 bytes, in increasing order, for U+0100 onwards.
+struct ByteLevelTable {
+    /// Indexed by the char's code point (all are below 0x200).
+    byte_of: [Option<u8>; 0x200],
+}
+
+impl ByteLevelTable {
+    fn new() -> Self {
+        let mut byte_of = [None; 0x200];
+        let mut next = 0x100usize;
+        for b in 0..=255u8 {
+            let printable = matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF);
+            if printable {
+                byte_of[usize::from(b)] = Some(b);
+            } else {
+                byte_of[next] = Some(b);
+                next += 1;
+            }
+        }
+        ByteLevelTable { byte_of }
+    }
+
+    fn decode(&self, text: &str) -> Option<Vec<u8>> {
+        text.chars()
+            .map(|c| self.byte_of.get(c as usize).copied().flatten())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteLevelTable;
+
+    #[test]
+    fn byte_level_alphabet_round_trips() {
+        let table = ByteLevelTable::new();
+        assert_eq!(table.decode("Ġhello"), Some(b" hello".to_vec()));
+        assert_eq!(table.decode("Ċ"), Some(b"\n".to_vec()));
+        assert_eq!(table.decode("ĉ"), Some(b"\t".to_vec()));
+        assert_eq!(table.decode("Ā"), Some(vec![0u8]));
+        assert_eq!(table.decode("ÿ"), Some(vec![0xFFu8]));
+        assert_eq!(table.decode("ł"), Some(vec![0xA0u8]));
+        assert_eq!(table.decode("Ń"), Some(vec![0xADu8]));
+        assert_eq!(table.decode("中"), None);
+        let covered = table.byte_of.iter().flatten().count();
+        assert_eq!(covered, 256);
+    }
+}

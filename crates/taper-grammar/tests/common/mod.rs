@@ -1,0 +1,220 @@
+//! Shared test helpers: the real tokenizer fixtures and their token environments.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use taper_grammar::TokenEnv;
+use tokenizers::Tokenizer;
+
+/// One of the two R1 distill vocabularies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vocab {
+    /// DeepSeek-R1-Distill-Llama-8B: tool markers only as text.
+    Llama,
+    /// DeepSeek-R1-0528-Qwen3-8B: every marker a single token.
+    Qwen3,
+}
+
+impl Vocab {
+    pub fn file(self) -> &'static str {
+        match self {
+            Vocab::Llama => "r1_llama.tokenizer.json",
+            Vocab::Qwen3 => "r1_qwen3.tokenizer.json",
+        }
+    }
+
+    /// The model's embedding rows.
+    pub fn rows(self) -> usize {
+        match self {
+            Vocab::Llama => 128_256,
+            Vocab::Qwen3 => 151_936,
+        }
+    }
+}
+
+pub fn fixture_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fixtures/cache")
+        .join(name)
+}
+
+pub fn tokenizer(vocab: Vocab) -> Tokenizer {
+    let path = fixture_path(vocab.file());
+    assert!(
+        path.exists(),
+        "missing tokenizer fixture {}: run scripts/fetch-fixtures.sh first",
+        path.display()
+    );
+    match Tokenizer::from_file(&path) {
+        Ok(t) => t,
+        Err(e) => panic!("cannot load {}: {e}", path.display()),
+    }
+}
+
+pub fn eos_of(tokenizer: &Tokenizer) -> u32 {
+    tokenizer
+        .token_to_id("<｜end▁of▁sentence｜>")
+        .expect("the R1 tokenizers have <｜end▁of▁sentence｜>")
+}
+
+pub fn build_env(vocab: Vocab) -> TokenEnv {
+    let tok = tokenizer(vocab);
+    TokenEnv::new(&tok, vocab.rows(), eos_of(&tok)).expect("token env builds")
+}
+
+/// The token environment of a vocabulary, built once per test binary.
+pub fn env(vocab: Vocab) -> TokenEnv {
+    static LLAMA: OnceLock<TokenEnv> = OnceLock::new();
+    static QWEN3: OnceLock<TokenEnv> = OnceLock::new();
+    let cell = match vocab {
+        Vocab::Llama => &LLAMA,
+        Vocab::Qwen3 => &QWEN3,
+    };
+    cell.get_or_init(|| build_env(vocab)).clone()
+}
+
+/// A small deterministic random number generator (SplitMix64).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    pub fn unit(&mut self) -> f32 {
+        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32
+    }
+}
+
+/// Where the next logits come from: random numbers here, a tiny random-weight model
+/// in the decoder's tests. Only this changes between the two.
+pub trait LogitsSource {
+    /// Writes the logits of the next token after `transcript` (one per vocabulary entry).
+    fn next_logits(&mut self, transcript: &[u32], logits: &mut [f32]);
+}
+
+/// Seeded random logits that now and then strongly favour ending: EOS and `</think>`
+/// most, then tokens that close JSON (`}`, `]`, `"`), so runs terminate.
+pub struct RandomLogits {
+    rng: Rng,
+    finishers: Vec<u32>,
+    closers: Vec<u32>,
+    p_end: f32,
+}
+
+impl RandomLogits {
+    /// `p_end` is the chance per step that ending tokens get a large bonus.
+    pub fn new(env: &TokenEnv, seed: u64, p_end: f32) -> Self {
+        let mut finishers = vec![env.eos()];
+        let mut closers = Vec::new();
+        for t in 0..env.vocab_size() as u32 {
+            let bytes = env.decode(&[t]);
+            if bytes == b"</think>" {
+                finishers.push(t);
+            } else if !env.is_special(t) && bytes.iter().any(|b| b"}]\"".contains(b)) {
+                closers.push(t);
+            }
+        }
+        RandomLogits {
+            rng: Rng::new(seed ^ 0x5EED),
+            finishers,
+            closers,
+            p_end,
+        }
+    }
+}
+
+impl LogitsSource for RandomLogits {
+    fn next_logits(&mut self, _transcript: &[u32], logits: &mut [f32]) {
+        for l in logits.iter_mut() {
+            *l = self.rng.unit() * 8.0 - 4.0;
+        }
+        if self.rng.unit() < self.p_end {
+            for (tokens, bonus) in [(&self.closers, 40.0), (&self.finishers, 60.0)] {
+                for &t in tokens {
+                    if let Some(l) = logits.get_mut(t as usize) {
+                        *l += bonus;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Samples from softmax(logits); masked entries are `-inf`.
+pub fn sample(logits: &[f32], rng: &mut Rng) -> u32 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    assert!(max.is_finite(), "every token is masked");
+    let total: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
+    let mut target = f64::from(rng.unit()) * total;
+    let mut last = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l == f32::NEG_INFINITY {
+            continue;
+        }
+        last = i;
+        target -= f64::from((l - max).exp());
+        if target <= 0.0 {
+            return i as u32;
+        }
+    }
+    last as u32
+}
+
+/// One generation under a constraint.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Everything committed, sampled and forced.
+    pub tokens: Vec<u32>,
+    pub finished: bool,
+    pub sampled: usize,
+    pub forced: usize,
+}
+
+/// Generates under `constraint` until it is finished or `cap` tokens are committed.
+/// Mask times are pushed to `mask_times` when given.
+pub fn generate(
+    env: &TokenEnv,
+    constraint: &mut taper_grammar::Constraint,
+    source: &mut dyn LogitsSource,
+    rng: &mut Rng,
+    cap: usize,
+    mut mask_times: Option<&mut Vec<std::time::Duration>>,
+) -> Result<Run, taper_grammar::ConstraintError> {
+    let mut logits = vec![0.0f32; env.vocab_size()];
+    let mut tokens = constraint.fast_forward()?;
+    let mut forced = tokens.len();
+    let mut sampled = 0;
+    while !constraint.is_finished() && tokens.len() < cap {
+        source.next_logits(&tokens, &mut logits);
+        let start = std::time::Instant::now();
+        constraint.mask(&mut logits)?;
+        if let Some(times) = mask_times.as_deref_mut() {
+            times.push(start.elapsed());
+        }
+        let token = sample(&logits, rng);
+        let commit = constraint.commit(token)?;
+        sampled += 1;
+        tokens.push(token);
+        forced += commit.forced.len();
+        tokens.extend(commit.forced);
+    }
+    Ok(Run {
+        finished: constraint.is_finished(),
+        tokens,
+        sampled,
+        forced,
+    })
+}
