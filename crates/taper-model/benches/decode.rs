@@ -1,0 +1,222 @@
+//! Load time, prefill and decode speed, and peak memory of the decoder on
+//! random-weight files in the real 8B shapes.
+//!
+//! ```text
+//! cargo bench -p taper-model --bench decode -- [--arch llama,qwen3] [--quant q4_k_m,q8_0]
+//!     [--threads 1,2] [--prompt 512] [--generate 128] [--cache bench-cache]
+//! ```
+//!
+//! The files are written once into the cache directory (about 25 GB for all four).
+//! Each measurement runs in a child process with `RAYON_NUM_THREADS` set, so the
+//! thread count is exact and peak RSS (`VmHWM`) belongs to that run alone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use taper_model::{
+    Architecture, CacheOptions, LoadOptions, LogitsFor, Model, ModelWriter, Preset, Quant,
+    SamplerConfig,
+};
+
+struct Opts {
+    archs: Vec<String>,
+    quants: Vec<String>,
+    threads: Vec<usize>,
+    prompt: usize,
+    generate: usize,
+    cache: PathBuf,
+}
+
+fn list(v: &str) -> Vec<String> {
+    v.split(',').map(str::to_string).collect()
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        archs: list("llama,qwen3"),
+        quants: list("q4_k_m,q8_0"),
+        threads: vec![1, 2],
+        prompt: 512,
+        generate: 128,
+        cache: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench-cache"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        match a.as_str() {
+            "--arch" => o.archs = list(&val()?),
+            "--quant" => o.quants = list(&val()?),
+            "--threads" => {
+                o.threads = list(&val()?)
+                    .iter()
+                    .map(|t| t.parse().map_err(|_| format!("bad thread count {t}")))
+                    .collect::<Result<_, _>>()?
+            }
+            "--prompt" => o.prompt = val()?.parse().map_err(|_| "bad --prompt")?,
+            "--gen" => o.generate = val()?.parse().map_err(|_| "bad --gen")?,
+            "--cache" => o.cache = PathBuf::from(val()?),
+            "--bench" => {}
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(o)
+}
+
+fn main() {
+    if let Some(pos) = std::env::args().position(|a| a == "--worker") {
+        let args: Vec<String> = std::env::args().skip(pos + 1).collect();
+        worker(&args);
+        return;
+    }
+    let opts = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(2);
+        }
+    };
+    let mut rows = Vec::new();
+    for arch in &opts.archs {
+        for quant in &opts.quants {
+            let file = match ensure_file(&opts.cache, arch, quant) {
+                Ok(f) => f,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    std::process::exit(1);
+                }
+            };
+            let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            for &t in &opts.threads {
+                eprintln!("measuring {arch} {quant} with {t} thread(s)...");
+                let out = Command::new(std::env::current_exe().expect("the bench binary exists"))
+                    .args([
+                        "--worker",
+                        &file.to_string_lossy(),
+                        &opts.prompt.to_string(),
+                        &opts.generate.to_string(),
+                    ])
+                    .env("RAYON_NUM_THREADS", t.to_string())
+                    .output()
+                    .expect("the bench binary can run itself");
+                let text = String::from_utf8_lossy(&out.stdout);
+                match text
+                    .lines()
+                    .last()
+                    .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+                {
+                    Some(r) => rows.push((arch.clone(), quant.clone(), size, t, r)),
+                    None => eprintln!("run failed: {}", String::from_utf8_lossy(&out.stderr)),
+                }
+            }
+        }
+    }
+    println!(
+        "\n| model | file GiB | threads | load s | prefill {} tok/s | decode {} tok/s | peak RSS GiB |",
+        opts.prompt, opts.generate
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (arch, quant, size, t, r) in rows {
+        println!(
+            "| {arch} 8B {quant} | {:.2} | {t} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            size as f64 / (1u64 << 30) as f64,
+            r["load_s"].as_f64().unwrap_or(f64::NAN),
+            r["prefill_tps"].as_f64().unwrap_or(f64::NAN),
+            r["decode_tps"].as_f64().unwrap_or(f64::NAN),
+            r["peak_rss"].as_f64().unwrap_or(f64::NAN) / (1u64 << 30) as f64,
+        );
+    }
+}
+
+/// Writes the random 8B-shaped file for `arch` and `quant` unless it is cached.
+fn ensure_file(cache: &Path, arch: &str, quant: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
+    let path = cache.join(format!("{arch}-8b-{quant}.gguf"));
+    if path.exists() {
+        return Ok(path);
+    }
+    let a = match arch {
+        "llama" => Architecture::Llama,
+        "qwen3" => Architecture::Qwen3,
+        other => return Err(format!("unknown arch {other}")),
+    };
+    let q = Quant::parse(quant).ok_or(format!("unknown quant {quant}"))?;
+    let tmp = path.with_extension("partial");
+    let start = Instant::now();
+    let last = std::sync::Mutex::new(0u64);
+    let label = format!("writing {}", path.display());
+    ModelWriter::new(Preset::Full8B.config(a, None))
+        .quant(q)
+        .seed(8)
+        .progress(move |done, total| {
+            let pct = done * 100 / total.max(1);
+            let mut l = last.lock().expect("no panics while holding the lock");
+            if pct >= *l + 5 {
+                *l = pct;
+                eprintln!("{label}: {pct}%");
+            }
+        })
+        .write_gguf(&tmp)
+        .map_err(|e| e.to_string())?;
+    std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+    eprintln!(
+        "wrote {} in {:.0} s",
+        path.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(path)
+}
+
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn worker(args: &[String]) {
+    let [file, prompt, generate] = args else {
+        eprintln!("worker needs FILE PROMPT GEN");
+        std::process::exit(2);
+    };
+    let prompt: usize = prompt.parse().expect("prompt length is a number");
+    let generate: usize = generate.parse().expect("generation length is a number");
+    let start = Instant::now();
+    let model = Model::load(file, &LoadOptions::new()).expect("the benchmark file loads");
+    let load_s = start.elapsed().as_secs_f64();
+    let vocab = model.config().vocab_size as u64;
+    let tokens: Vec<u32> = (0..prompt as u64)
+        .map(|i| ((i * 2_654_435_761) % vocab) as u32)
+        .collect();
+    let mut cache = model
+        .new_cache(CacheOptions::new().context(prompt + generate + 1))
+        .expect("the cache fits");
+    let mut sampler = SamplerConfig::greedy().build().expect("greedy is valid");
+    let t = Instant::now();
+    let logits = model
+        .forward(&tokens, &mut cache, LogitsFor::Last)
+        .expect("prefill runs");
+    let prefill_s = t.elapsed().as_secs_f64();
+    let mut next = sampler.sample(logits.last()).expect("a token");
+    let t = Instant::now();
+    for _ in 0..generate {
+        let l = model
+            .forward(&[next], &mut cache, LogitsFor::Last)
+            .expect("decode runs");
+        next = sampler.sample(l.last()).expect("a token");
+    }
+    let decode_s = t.elapsed().as_secs_f64();
+    println!(
+        "{}",
+        serde_json::json!({
+            "load_s": load_s,
+            "prefill_tps": prompt as f64 / prefill_s,
+            "decode_tps": generate as f64 / decode_s,
+            "peak_rss": peak_rss(),
+        })
+    );
+}
