@@ -148,6 +148,7 @@ fn ensure_file(cache: &Path, arch: &str, quant: &str) -> Result<PathBuf, String>
     ModelWriter::new(Preset::Full8B.config(a, None))
         .quant(q)
         .seed(8)
+        .pooled_blocks(true)
         .progress(move |done, total| {
             let pct = done * 100 / total.max(1);
             let mut l = last.lock().expect("no panics while holding the lock");

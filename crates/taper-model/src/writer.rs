@@ -213,6 +213,7 @@ pub struct ModelWriter {
     tokenizer_json: Option<String>,
     chat_template: Option<String>,
     progress: Option<ProgressFn>,
+    pooled_blocks: bool,
 }
 
 impl std::fmt::Debug for ModelWriter {
@@ -235,7 +236,17 @@ impl ModelWriter {
             tokenizer_json: None,
             chat_template: None,
             progress: None,
+            pooled_blocks: false,
         }
+    }
+
+    /// For benchmark files: fill quantized tensors with blocks drawn at random from
+    /// a small pool of quantized normal samples, instead of quantizing every
+    /// sample (which takes many minutes for 8B parameters). The values follow the
+    /// same distribution, but differ from the f32 model of the same seed.
+    pub fn pooled_blocks(mut self, on: bool) -> Self {
+        self.pooled_blocks = on;
+        self
     }
 
     /// The storage types (GGUF; safetensors accepts F32, F16 and BF16 only).
@@ -328,6 +339,20 @@ impl ModelWriter {
                 }
                 return Ok(());
             };
+            let elements = p.shape.iter().product::<usize>() as u64;
+            let kind = specs[i].kind;
+            if self.pooled_blocks && kind.block_size() > 1 {
+                pooled(
+                    kind,
+                    p.shape[1],
+                    elements,
+                    self.seed ^ fnv1a(p.hf.as_bytes()),
+                    buf,
+                )?;
+                done += elements;
+                self.report(done, total);
+                return Ok(());
+            }
             let mut values = self.values(p);
             if let Some(heads) = p.gguf_permuted_heads {
                 values = permute_to_gguf(&values, p.shape[0], p.shape[1], heads);
@@ -603,6 +628,32 @@ fn encode(values: &[f32], shape: &[usize], kind: TensorType, buf: &mut Vec<u8>) 
             let q = QTensor::quantize(&t, quant.to_candle())?;
             buf.extend_from_slice(&q.data()?);
         }
+    }
+    Ok(())
+}
+
+/// Appends `elements` values of `kind` as blocks picked at random from a pool of
+/// 1024 quantized blocks of normal samples with the std of a projection with
+/// `row` inputs.
+fn pooled(kind: TensorType, row: usize, elements: u64, seed: u64, buf: &mut Vec<u8>) -> Result<()> {
+    const POOL: usize = 1024;
+    let bs = kind.block_size();
+    let std = 1.0 / (row as f32).sqrt();
+    let mut rng = Normal::new(seed);
+    let samples: Vec<f32> = (0..POOL * bs).map(|_| std * rng.sample()).collect();
+    let mut pool = Vec::new();
+    encode(&samples, &[POOL, bs], kind, &mut pool)?;
+    let bb = kind.block_bytes();
+    let blocks = elements / bs as u64;
+    buf.reserve(blocks as usize * bb);
+    let mut state = seed | 1;
+    for _ in 0..blocks {
+        // xorshift64: a fast index stream; quality does not matter here.
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let i = (state % POOL as u64) as usize;
+        buf.extend_from_slice(&pool[i * bb..(i + 1) * bb]);
     }
     Ok(())
 }

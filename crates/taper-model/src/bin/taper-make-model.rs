@@ -114,6 +114,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let progress_bar = bar.clone();
     let mut writer = ModelWriter::new(config)
         .quant(quant)
+        .pooled_blocks(preset == Preset::Full8B)
         .seed(args.seed)
         .progress(move |done, total| {
             progress_bar.set_length(total);
