@@ -105,27 +105,37 @@ fn main() {
                     .last()
                     .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
                 {
-                    Some(r) => rows.push((arch.clone(), quant.clone(), size, t, r)),
+                    Some(r) => {
+                        eprintln!("{}", row(arch, quant, size, t, &r));
+                        rows.push((arch.clone(), quant.clone(), size, t, r));
+                    }
                     None => eprintln!("run failed: {}", String::from_utf8_lossy(&out.stderr)),
                 }
             }
         }
     }
     println!(
-        "\n| model | file GiB | threads | load s | prefill {} tok/s | decode {} tok/s | peak RSS GiB |",
+        "\n| model | file GiB | threads | load s | RSS after load GiB | prefill {} tok/s | decode {} tok/s | peak RSS GiB |",
         opts.prompt, opts.generate
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (arch, quant, size, t, r) in rows {
-        println!(
-            "| {arch} 8B {quant} | {:.2} | {t} | {:.2} | {:.2} | {:.2} | {:.2} |",
-            size as f64 / (1u64 << 30) as f64,
-            r["load_s"].as_f64().unwrap_or(f64::NAN),
-            r["prefill_tps"].as_f64().unwrap_or(f64::NAN),
-            r["decode_tps"].as_f64().unwrap_or(f64::NAN),
-            r["peak_rss"].as_f64().unwrap_or(f64::NAN) / (1u64 << 30) as f64,
-        );
+        println!("{}", row(&arch, &quant, size, t, &r));
     }
+}
+
+fn row(arch: &str, quant: &str, size: u64, threads: usize, r: &serde_json::Value) -> String {
+    let gib = |v: f64| v / (1u64 << 30) as f64;
+    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+    format!(
+        "| {arch} 8B {quant} | {:.2} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+        gib(size as f64),
+        f("load_s"),
+        gib(f("load_rss")),
+        f("prefill_tps"),
+        f("decode_tps"),
+        gib(f("peak_rss")),
+    )
 }
 
 /// Writes the random 8B-shaped file for `arch` and `quant` unless it is cached.
@@ -189,6 +199,7 @@ fn worker(args: &[String]) {
     let start = Instant::now();
     let model = Model::load(file, &LoadOptions::new()).expect("the benchmark file loads");
     let load_s = start.elapsed().as_secs_f64();
+    let load_rss = peak_rss();
     let vocab = model.config().vocab_size as u64;
     let tokens: Vec<u32> = (0..prompt as u64)
         .map(|i| ((i * 2_654_435_761) % vocab) as u32)
@@ -217,6 +228,7 @@ fn worker(args: &[String]) {
             "load_s": load_s,
             "prefill_tps": prompt as f64 / prefill_s,
             "decode_tps": generate as f64 / decode_s,
+            "load_rss": load_rss,
             "peak_rss": peak_rss(),
         })
     );
