@@ -8,15 +8,13 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
-#[path = "../tests/common/types.rs"]
-mod types;
 
 use std::time::{Duration, Instant};
 
-use common::{RandomLogits, Rng, Vocab, eos_of, generate, tokenizer};
+use common::types::{Calc, Command, Event, Lookup, Node, Options, Rich, Search, Shape, Verdict};
+use common::{RandomLogits, Rng, Timings, Vocab, eos_of, generate, tokenizer};
 use schemars::{JsonSchema as Derive, schema_for};
 use taper_grammar::{JsonGrammar, JsonSchema, TokenEnv, TurnGrammar, TurnGrammarBuilder};
-use types::{Calc, Command, Event, Lookup, Node, Options, Rich, Search, Shape, Verdict};
 
 /// Runs per grammar and the token cap per run.
 const RUNS: u64 = 40;
@@ -46,7 +44,7 @@ fn ten_tools(env: &TokenEnv) -> TurnGrammarBuilder {
 struct Row {
     vocab: Vocab,
     what: &'static str,
-    times: Vec<Duration>,
+    timings: Timings,
     capped: usize,
 }
 
@@ -60,14 +58,14 @@ fn measure(
     vocab: Vocab,
     what: &'static str,
 ) -> Row {
-    let mut times = Vec::new();
+    let mut timings = Timings::default();
     let mut capped = 0;
     for seed in 0..RUNS {
         let mut rng = Rng::new(seed);
         let p_end = 0.02 + 0.2 * rng.unit();
         let mut source = RandomLogits::new(env, seed, p_end);
         let mut c = constraint();
-        match generate(env, &mut c, &mut source, &mut rng, CAP, Some(&mut times)) {
+        match generate(env, &mut c, &mut source, &mut rng, CAP, Some(&mut timings)) {
             Ok(run) if !run.finished => capped += 1,
             Ok(_) => {}
             Err(e) => panic!("{vocab:?} {what} seed {seed}: {e}"),
@@ -76,7 +74,7 @@ fn measure(
     Row {
         vocab,
         what,
-        times,
+        timings,
         capped,
     }
 }
@@ -109,14 +107,34 @@ fn main() {
             "(b) rich schemars schema",
         ));
 
-        let mut compiles = Vec::new();
-        for _ in 0..20 {
-            let start = Instant::now();
-            let grammar = ten_tools(&env).build().expect("turn grammar");
-            compiles.push(start.elapsed());
-            drop(grammar);
-        }
-        compiles.sort();
+        let compile = |builder: &dyn Fn() -> TurnGrammarBuilder| {
+            let mut times: Vec<Duration> = (0..20)
+                .map(|_| {
+                    let b = builder();
+                    let start = Instant::now();
+                    let grammar = b.build().expect("turn grammar");
+                    let took = start.elapsed();
+                    drop(grammar);
+                    took
+                })
+                .collect();
+            times.sort();
+            (times[times.len() / 2], times[times.len() - 1])
+        };
+        let (ten_median, ten_max) = compile(&|| ten_tools(&env));
+        let two_tools = || {
+            TurnGrammar::builder(&env)
+                .tool("calc", schema::<Calc>())
+                .tool("search", schema::<Search>())
+        };
+        let (two_median, two_max) = compile(&two_tools);
+        let two = two_tools().build().expect("turn grammar");
+        rows.push(measure(
+            &env,
+            || two.constraint(),
+            vocab,
+            "turn, 2 small tools",
+        ));
         let either = ten_tools(&env).build().expect("turn grammar");
         rows.push(measure(
             &env,
@@ -134,45 +152,54 @@ fn main() {
             vocab,
             "(c) turn, 10 tools, call required",
         ));
-        builds.push((
-            vocab,
-            env_time,
-            compiles[compiles.len() / 2],
-            compiles[compiles.len() - 1],
-        ));
+        builds.push((vocab, env_time, ten_median, ten_max, two_median, two_max));
     }
 
     println!();
-    println!("mask time per token (Constraint::mask on the full logits)");
-    println!("| vocab | grammar | masks | mean us | p50 us | p99 us | max us | runs at cap |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    for row in &mut rows {
-        row.times.sort();
-        let n = row.times.len();
-        let mean = row.times.iter().map(|&d| us(d)).sum::<f64>() / n as f64;
-        let pct = |p: f64| us(row.times[((n as f64 * p) as usize).min(n - 1)]);
+    println!(
+        "grammar time per sampled token: mask() (writes -inf into the logits) + commit() \
+         (feeds the token, commits forced tokens, computes the next allowed set)"
+    );
+    println!(
+        "| vocab | grammar | tokens | mean us | p50 us | p99 us | max us | mask() mean us | runs at cap |"
+    );
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|");
+    for row in &rows {
+        let t = &row.timings;
+        let mut total: Vec<Duration> = t.mask.iter().zip(&t.commit).map(|(a, b)| *a + *b).collect();
+        total.sort();
+        let n = total.len();
+        let mean = total.iter().map(|&d| us(d)).sum::<f64>() / n as f64;
+        let mask_mean = t.mask.iter().map(|&d| us(d)).sum::<f64>() / n as f64;
+        let pct = |p: f64| us(total[((n as f64 * p) as usize).min(n - 1)]);
         println!(
-            "| {:?} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{} |",
+            "| {:?} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{} |",
             row.vocab,
             row.what,
             n,
             mean,
             pct(0.5),
             pct(0.99),
-            us(row.times[n - 1]),
+            us(total[n - 1]),
+            mask_mean,
             row.capped,
             RUNS
         );
     }
     println!();
-    println!("| vocab | token env build ms | compile (c) median ms | compile (c) max ms |");
+    println!(
+        "| vocab | token env build ms | compile (c) 10 tools, median / max ms | compile, 2 small tools, median / max ms |"
+    );
     println!("|---|---:|---:|---:|");
-    for (vocab, env_time, median, max) in builds {
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    for (vocab, env_time, ten_median, ten_max, two_median, two_max) in builds {
         println!(
-            "| {vocab:?} | {:.0} | {:.2} | {:.2} |",
-            env_time.as_secs_f64() * 1e3,
-            median.as_secs_f64() * 1e3,
-            max.as_secs_f64() * 1e3
+            "| {vocab:?} | {:.0} | {:.1} / {:.1} | {:.1} / {:.1} |",
+            ms(env_time),
+            ms(ten_median),
+            ms(ten_max),
+            ms(two_median),
+            ms(two_max)
         );
     }
 }

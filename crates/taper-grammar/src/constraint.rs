@@ -3,9 +3,9 @@
 use llguidance::Matcher;
 use llguidance::toktrie::SimpleVob;
 
-use crate::env::TokenEnv;
+use crate::env::{OPENER, TokenEnv};
 use crate::error::ConstraintError;
-use crate::markers::Marker;
+use crate::markers::{Marker, Markers};
 
 /// The outcome of [`Constraint::commit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,67 +52,142 @@ pub struct Constraint {
     env: TokenEnv,
     matcher: Matcher,
     tokens: Vec<u32>,
-    thinking: Option<Thinking>,
+    turn: Option<TurnState>,
     /// The allowed tokens in the current state, once computed.
     allowed: Option<SimpleVob>,
+    /// The last token is an EOS the engine did not see: its grammar was complete, and a
+    /// complete grammar takes no token, so EOS is recorded here.
+    eos_after_end: bool,
 }
 
 impl std::fmt::Debug for Constraint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Constraint")
             .field("tokens", &self.tokens.len())
-            .field("thinking", &self.thinking)
+            .field("thinking_done", &self.thinking_done())
             .field("finished", &self.is_finished())
             .finish_non_exhaustive()
     }
 }
 
-/// The reasoning part of a turn: how it ends and its budget.
+/// What a turn constraint tracks beyond the grammar: the reasoning (how it ends, its
+/// budget) and where free text is, to keep `<｜` out of it.
 #[derive(Debug, Clone)]
-pub(crate) struct Thinking {
+pub(crate) struct TurnState {
     end: Marker,
     /// The tokens that write `</think>`.
     end_tokens: Vec<u32>,
     budget: Option<usize>,
     /// Number of tokens up to and including the end of the reasoning, once ended.
     ended_at: Option<usize>,
+    /// Whether the text after the reasoning may be a free-text answer.
+    text_answer: bool,
+    /// How the tool-calls block starts (token bytes, as in `bytes`).
+    calls_begin: Vec<u8>,
+    /// The bytes of the committed tokens (added tokens as the engine writes them) and
+    /// where each token ends.
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
 }
 
-impl Thinking {
-    pub(crate) fn new(env: &TokenEnv, end: &Marker, budget: Option<usize>) -> Self {
-        let end_tokens = match end {
+impl TurnState {
+    pub(crate) fn new(
+        env: &TokenEnv,
+        markers: &Markers,
+        budget: Option<usize>,
+        text_answer: bool,
+    ) -> Self {
+        let end_tokens = match &markers.think_end {
             Marker::Token(id) => vec![*id],
             Marker::Text(text) => env.tokenize(text.as_bytes()),
         };
-        Thinking {
-            end: end.clone(),
+        let calls_begin = match &markers.calls_begin {
+            Marker::Token(id) => env.trie().token(*id).to_vec(),
+            Marker::Text(text) => text.as_bytes().to_vec(),
+        };
+        TurnState {
+            end: markers.think_end.clone(),
             end_tokens,
             budget,
             ended_at: None,
+            text_answer,
+            calls_begin,
+            bytes: Vec::new(),
+            ends: Vec::new(),
         }
     }
 
-    /// Whether the reasoning is over budget at `len` committed tokens.
-    fn over_budget(&self, len: usize) -> bool {
-        self.ended_at.is_none() && self.budget.is_some_and(|b| len >= b)
+    /// Whether the reasoning is over budget.
+    fn over_budget(&self) -> bool {
+        self.ended_at.is_none() && self.budget.is_some_and(|b| self.ends.len() >= b)
+    }
+
+    /// The free text being written now (reasoning, or a text answer), if any.
+    fn free_text(&self) -> Option<&[u8]> {
+        let Some(ended) = self.ended_at else {
+            return Some(&self.bytes);
+        };
+        if !self.text_answer {
+            return None;
+        }
+        let after = &self.bytes[self.ends.get(ended.wrapping_sub(1)).copied().unwrap_or(0)..];
+        let first = after.iter().position(|b| !matches!(b, b' ' | b'\n'))?;
+        let text = &after[first..];
+        // The start of the tool calls, not an answer (the grammar keeps answers from
+        // starting with `<｜`).
+        if text.starts_with(&self.calls_begin) || self.calls_begin.starts_with(text) {
+            return None;
+        }
+        Some(text)
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.ends.truncate(len);
+        self.bytes.truncate(self.ends.last().copied().unwrap_or(0));
+        if self.ended_at.is_some_and(|end| end > len) {
+            self.ended_at = None;
+        }
+    }
+
+    /// Whether `needle` occurs in the bytes, ending in the last token (earlier
+    /// occurrences would have been seen at earlier tokens).
+    fn tail_contains(&self, needle: &[u8]) -> bool {
+        let last_start = match self.ends.len() {
+            0 | 1 => 0,
+            n => self.ends[n - 2],
+        };
+        let from = last_start.saturating_sub(needle.len().saturating_sub(1));
+        self.bytes[from..]
+            .windows(needle.len())
+            .any(|w| w == needle)
     }
 }
 
 impl Constraint {
-    pub(crate) fn new(env: TokenEnv, matcher: Matcher, thinking: Option<Thinking>) -> Self {
+    pub(crate) fn new(env: TokenEnv, matcher: Matcher, turn: Option<TurnState>) -> Self {
         Constraint {
             env,
             matcher,
             tokens: Vec::new(),
-            thinking,
+            turn,
             allowed: None,
+            eos_after_end: false,
         }
     }
 
     /// Sets every logit the grammar does not allow now to `f32::NEG_INFINITY`.
     ///
-    /// `logits` has one entry per vocabulary token ([`TokenEnv::vocab_size`]).
+    /// `logits` has one entry per vocabulary token ([`TokenEnv::vocab_size`]). After the
+    /// grammar is finished there is nothing to mask: [`ConstraintError::Finished`].
     pub fn mask(&mut self, logits: &mut [f32]) -> Result<(), ConstraintError> {
+        if self.is_finished() {
+            return Err(ConstraintError::Finished);
+        }
         let expected = self.env.vocab_size();
         if logits.len() != expected {
             return Err(ConstraintError::LogitsLength {
@@ -121,19 +196,7 @@ impl Constraint {
             });
         }
         let allowed = self.allowed()?;
-        for (chunk, &word) in logits.chunks_mut(32).zip(allowed.as_slice()) {
-            match word {
-                u32::MAX => {}
-                0 => chunk.fill(f32::NEG_INFINITY),
-                _ => {
-                    for (bit, logit) in chunk.iter_mut().enumerate() {
-                        if word & (1 << bit) == 0 {
-                            *logit = f32::NEG_INFINITY;
-                        }
-                    }
-                }
-            }
-        }
+        apply_mask(allowed.as_slice(), logits);
         Ok(())
     }
 
@@ -218,21 +281,25 @@ impl Constraint {
                 available,
             });
         }
-        self.matcher.rollback(n).map_err(engine)?;
+        let engine_n = if n > 0 && self.eos_after_end {
+            self.eos_after_end = false;
+            n - 1
+        } else {
+            n
+        };
+        self.matcher.rollback(engine_n).map_err(engine)?;
         let len = available - n;
         self.tokens.truncate(len);
         self.allowed = None;
-        if let Some(thinking) = &mut self.thinking
-            && thinking.ended_at.is_some_and(|end| end > len)
-        {
-            thinking.ended_at = None;
+        if let Some(turn) = &mut self.turn {
+            turn.truncate(len);
         }
         Ok(())
     }
 
     /// Whether the grammar is finished (its EOS is committed).
     pub fn is_finished(&self) -> bool {
-        self.matcher.is_stopped() && !self.matcher.is_error()
+        self.tokens.last() == Some(&self.env.eos())
     }
 
     /// Every committed token, sampled and forced, in order.
@@ -243,7 +310,7 @@ impl Constraint {
     /// Whether the reasoning is over (`</think>` committed); always false for grammars
     /// without reasoning.
     pub fn thinking_done(&self) -> bool {
-        self.thinking.as_ref().is_some_and(|t| t.ended_at.is_some())
+        self.turn.as_ref().is_some_and(|t| t.ended_at.is_some())
     }
 
     fn check_range(&self, token: u32) -> Result<(), ConstraintError> {
@@ -265,12 +332,21 @@ impl Constraint {
     /// applied.
     fn allowed(&mut self) -> Result<&SimpleVob, ConstraintError> {
         if self.allowed.is_none() {
+            if self.matcher.is_stopped() {
+                // The grammar is complete: only EOS remains.
+                self.check_engine()?;
+                self.allowed = Some(self.env.trie().singleton_token_set(self.env.eos()));
+                return self
+                    .allowed
+                    .as_ref()
+                    .ok_or_else(|| ConstraintError::Engine("mask missing".into()));
+            }
             let mut set = self.matcher.compute_mask().map_err(engine)?;
-            let len = self.tokens.len();
+            self.keep_opener_out(&mut set);
             let over_budget = self
-                .thinking
+                .turn
                 .as_ref()
-                .filter(|t| t.over_budget(len))
+                .filter(|t| t.over_budget())
                 .map(|t| t.end_tokens.clone());
             if let Some(end) = over_budget {
                 match end.first() {
@@ -280,7 +356,7 @@ impl Constraint {
                     _ => {
                         // Mid-character: only tokens that finish the character.
                         let mut finishing = set.clone();
-                        finishing.and(self.env.continuation_tokens());
+                        finishing.and(&self.env.classes().continuation);
                         if !finishing.is_zero() {
                             set = finishing;
                         }
@@ -299,6 +375,22 @@ impl Constraint {
             .ok_or_else(|| ConstraintError::Engine("mask missing".into()))
     }
 
+    /// Removes the tokens that would put `<｜` into free text: the markers' opening,
+    /// which the grammar leaves to the constraint (a regex excluding it would make every
+    /// `<` in the text cost a walk over the whole vocabulary).
+    fn keep_opener_out(&self, set: &mut SimpleVob) {
+        let Some(text) = self.turn.as_ref().and_then(TurnState::free_text) else {
+            return;
+        };
+        let classes = self.env.classes();
+        set.sub(&classes.opener_inside);
+        for (k, rest) in classes.opener_rest.iter().enumerate() {
+            if text.ends_with(&OPENER[..=k]) {
+                set.sub(rest);
+            }
+        }
+    }
+
     /// Whether the grammar accepts all of `tokens` from here.
     fn valid_prefix(&mut self, tokens: &[u32]) -> Result<bool, ConstraintError> {
         let n = self.matcher.validate_tokens(tokens).map_err(engine)?;
@@ -307,11 +399,10 @@ impl Constraint {
 
     /// The `</think>` tokens, when the budget is spent and they can be written now.
     fn due_think_end(&mut self) -> Result<Option<Vec<u32>>, ConstraintError> {
-        let len = self.tokens.len();
         let Some(end) = self
-            .thinking
+            .turn
             .as_ref()
-            .filter(|t| t.over_budget(len))
+            .filter(|t| t.over_budget())
             .map(|t| t.end_tokens.clone())
         else {
             return Ok(None);
@@ -319,43 +410,67 @@ impl Constraint {
         Ok(self.valid_prefix(&end)?.then_some(end))
     }
 
-    /// Feeds one token to the engine and updates the reasoning state.
+    /// Feeds one token to the engine and updates the turn state.
     fn consume(&mut self, token: u32) -> Result<(), ConstraintError> {
-        self.matcher.consume_token(token).map_err(engine)?;
+        if token == self.env.eos() && self.matcher.is_stopped() {
+            self.check_engine()?;
+            self.eos_after_end = true;
+        } else {
+            self.matcher.consume_token(token).map_err(engine)?;
+        }
         self.tokens.push(token);
         self.allowed = None;
         let len = self.tokens.len();
-        let ended = match &self.thinking {
-            Some(thinking) if thinking.ended_at.is_none() => match &thinking.end {
-                Marker::Token(id) => token == *id,
-                Marker::Text(text) => self.tail_contains(text.as_bytes()),
-            },
-            _ => false,
-        };
-        if ended && let Some(thinking) = &mut self.thinking {
-            thinking.ended_at = Some(len);
+        if let Some(turn) = &mut self.turn {
+            turn.push(self.env.trie().token(token));
+            if turn.ended_at.is_none() {
+                let ended = match &turn.end {
+                    Marker::Token(id) => token == *id,
+                    Marker::Text(text) => turn.tail_contains(text.as_bytes()),
+                };
+                if ended {
+                    turn.ended_at = Some(len);
+                }
+            }
         }
         Ok(())
     }
+}
 
-    /// Whether `needle` occurs in the bytes of the committed tokens, ending in the last
-    /// one (earlier occurrences would have been seen at earlier tokens).
-    fn tail_contains(&self, needle: &[u8]) -> bool {
-        let trie = self.env.trie();
-        let Some((&last, before)) = self.tokens.split_last() else {
-            return false;
-        };
-        let mut window: Vec<u8> = Vec::new();
-        for &t in before.iter().rev() {
-            if window.len() >= needle.len() {
-                break;
+/// Writes `-inf` into the logits whose bit is clear: words with no bit set are filled
+/// in runs, full words are skipped, mixed words use a branch-free select the compiler
+/// vectorizes.
+fn apply_mask(words: &[u32], logits: &mut [f32]) {
+    let covered = (words.len() * 32).min(logits.len());
+    logits[covered..].fill(f32::NEG_INFINITY);
+    let (chunks, tail) = logits[..covered].as_chunks_mut::<32>();
+    let mut i = 0;
+    while i < chunks.len() {
+        match words[i] {
+            u32::MAX => i += 1,
+            0 => {
+                let mut end = i + 1;
+                while end < chunks.len() && words[end] == 0 {
+                    end += 1;
+                }
+                chunks[i..end].as_flattened_mut().fill(f32::NEG_INFINITY);
+                i = end;
             }
-            let mut bytes = trie.token(t).to_vec();
-            bytes.extend_from_slice(&window);
-            window = bytes;
+            word => {
+                for (bit, logit) in chunks[i].iter_mut().enumerate() {
+                    let keep = (word >> bit) & 1 == 1;
+                    *logit = if keep { *logit } else { f32::NEG_INFINITY };
+                }
+                i += 1;
+            }
         }
-        window.extend_from_slice(trie.token(last));
-        window.windows(needle.len()).any(|w| w == needle)
+    }
+    if let Some(&word) = words.get(chunks.len()) {
+        for (bit, logit) in tail.iter_mut().enumerate() {
+            if (word >> bit) & 1 == 0 {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
     }
 }
 

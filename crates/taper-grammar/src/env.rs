@@ -53,9 +53,7 @@ struct EnvInner {
     markers: Markers,
     vocab_size: usize,
     eos: u32,
-    /// Tokens made only of UTF-8 continuation bytes: they finish a character without
-    /// starting another one (used to close the reasoning at a character boundary).
-    continuation: SimpleVob,
+    classes: TokenClasses,
 }
 
 impl fmt::Debug for TokenEnv {
@@ -77,49 +75,22 @@ impl TokenEnv {
     pub fn new(tokenizer: &Tokenizer, vocab_size: usize, eos: u32) -> Result<Self, TokenEnvError> {
         let start = Instant::now();
         ensure_byte_level(tokenizer)?;
-        let table = ByteLevelTable::new();
-        let mut words: Vec<Vec<u8>> = vec![Vec::new(); vocab_size];
-        let beyond = |id: u32| TokenEnvError::TokenBeyondVocab { id, vocab_size };
-        for (text, id) in tokenizer.get_vocab(false) {
-            let slot = words.get_mut(id as usize).ok_or_else(|| beyond(id))?;
-            *slot = table.decode(&text).ok_or_else(|| {
-                TokenEnvError::UnsupportedTokenizer(format!(
-                    "token {id} ({text:?}) is not in the byte-level alphabet"
-                ))
-            })?;
-        }
-        let mut added = HashMap::new();
-        for (id, token) in tokenizer.get_added_tokens_decoder() {
-            let slot = words.get_mut(id as usize).ok_or_else(|| beyond(id))?;
-            let mut bytes = Vec::with_capacity(token.content.len() + 1);
-            bytes.push(TokTrie::SPECIAL_TOKEN_MARKER);
-            bytes.extend_from_slice(token.content.as_bytes());
-            *slot = bytes;
-            added.insert(token.content, id);
-        }
-        if words.get(eos as usize).is_none_or(|w| w.is_empty()) {
-            return Err(TokenEnvError::BadEos { eos, vocab_size });
-        }
-        let vocab_u32 = u32::try_from(vocab_size).map_err(|_| {
-            TokenEnvError::UnsupportedTokenizer(format!("vocabulary of {vocab_size} tokens"))
-        })?;
-        let info = TokRxInfo::new(vocab_u32, eos);
-        let trie = catch_unwind(AssertUnwindSafe(|| TokTrie::from(&info, &words)))
-            .map_err(|_| TokenEnvError::Engine("building the token trie failed".into()))?;
-        let mut continuation = SimpleVob::alloc(vocab_size);
-        for (id, word) in words.iter().enumerate() {
-            if !word.is_empty() && word.iter().all(|b| (0x80..=0xBF).contains(b)) {
-                continuation.set(id, true);
-            }
-        }
-        let hf = Arc::new(HfTokEnv {
-            trie,
-            tokenizer: tokenizer.clone(),
+        // The engine keeps its own copy of the tokenizer (for forced text); copying it
+        // overlaps with building the trie.
+        let (copy, built) = std::thread::scope(|scope| {
+            let copier = scope.spawn(|| tokenizer.clone());
+            let built = build_trie(tokenizer, vocab_size, eos);
+            (copier.join(), built)
         });
+        let (trie, added, classes) = built?;
+        let tokenizer =
+            copy.map_err(|_| TokenEnvError::Engine("copying the tokenizer failed".into()))?;
+        let hf = Arc::new(HfTokEnv { trie, tokenizer });
         let tok_env: toktrie::TokEnv = hf.clone();
         let mut factory = ParserFactory::new_simple(&tok_env)
             .map_err(|e| TokenEnvError::Engine(e.to_string()))?;
         factory.quiet();
+
         let markers = Markers::resolve(&added);
         tracing::debug!(
             vocab_size,
@@ -135,7 +106,7 @@ impl TokenEnv {
                 markers,
                 vocab_size,
                 eos,
-                continuation,
+                classes,
             }),
         })
     }
@@ -180,9 +151,95 @@ impl TokenEnv {
         &self.inner.hf.trie
     }
 
-    pub(crate) fn continuation_tokens(&self) -> &SimpleVob {
-        &self.inner.continuation
+    pub(crate) fn classes(&self) -> &TokenClasses {
+        &self.inner.classes
     }
+}
+
+/// `<｜`, the opening of every DeepSeek marker (`<｜tool▁calls▁begin｜>`,
+/// `<｜end▁of▁sentence｜>`, `<｜User｜>`, ...). Free text never contains it.
+pub(crate) const OPENER: &[u8] = "<｜".as_bytes();
+
+/// Sets of tokens the constraints need beyond the grammar.
+pub(crate) struct TokenClasses {
+    /// Tokens made only of UTF-8 continuation bytes: they finish a character without
+    /// starting another one (used to close the reasoning at a character boundary).
+    pub(crate) continuation: SimpleVob,
+    /// Text tokens that contain [`OPENER`].
+    pub(crate) opener_inside: SimpleVob,
+    /// `opener_rest[k]`: text tokens that start with `OPENER[k + 1..]`, i.e. finish the
+    /// opener after text ending with its first `k + 1` bytes.
+    pub(crate) opener_rest: Vec<SimpleVob>,
+}
+
+impl TokenClasses {
+    fn new(words: &[Vec<u8>]) -> Self {
+        let n = words.len();
+        let mut continuation = SimpleVob::alloc(n);
+        let mut opener_inside = SimpleVob::alloc(n);
+        let mut opener_rest: Vec<SimpleVob> =
+            (1..OPENER.len()).map(|_| SimpleVob::alloc(n)).collect();
+        for (id, word) in words.iter().enumerate() {
+            if word.is_empty() || word[0] == TokTrie::SPECIAL_TOKEN_MARKER {
+                continue;
+            }
+            if word.iter().all(|b| (0x80..=0xBF).contains(b)) {
+                continuation.set(id, true);
+            }
+            if word.windows(OPENER.len()).any(|w| w == OPENER) {
+                opener_inside.set(id, true);
+            }
+            for (k, set) in opener_rest.iter_mut().enumerate() {
+                if word.starts_with(&OPENER[k + 1..]) {
+                    set.set(id, true);
+                }
+            }
+        }
+        TokenClasses {
+            continuation,
+            opener_inside,
+            opener_rest,
+        }
+    }
+}
+
+/// Every token's bytes (added tokens as special tokens), the trie over them, the added
+/// tokens by content, and the token classes.
+fn build_trie(
+    tokenizer: &Tokenizer,
+    vocab_size: usize,
+    eos: u32,
+) -> Result<(TokTrie, HashMap<String, u32>, TokenClasses), TokenEnvError> {
+    let table = ByteLevelTable::new();
+    let mut words: Vec<Vec<u8>> = vec![Vec::new(); vocab_size];
+    let beyond = |id: u32| TokenEnvError::TokenBeyondVocab { id, vocab_size };
+    for (text, id) in tokenizer.get_vocab(false) {
+        let slot = words.get_mut(id as usize).ok_or_else(|| beyond(id))?;
+        *slot = table.decode(&text).ok_or_else(|| {
+            TokenEnvError::UnsupportedTokenizer(format!(
+                "token {id} ({text:?}) is not in the byte-level alphabet"
+            ))
+        })?;
+    }
+    let mut added = HashMap::new();
+    for (id, token) in tokenizer.get_added_tokens_decoder() {
+        let slot = words.get_mut(id as usize).ok_or_else(|| beyond(id))?;
+        let mut bytes = Vec::with_capacity(token.content.len() + 1);
+        bytes.push(TokTrie::SPECIAL_TOKEN_MARKER);
+        bytes.extend_from_slice(token.content.as_bytes());
+        *slot = bytes;
+        added.insert(token.content, id);
+    }
+    if words.get(eos as usize).is_none_or(|w| w.is_empty()) {
+        return Err(TokenEnvError::BadEos { eos, vocab_size });
+    }
+    let vocab_u32 = u32::try_from(vocab_size).map_err(|_| {
+        TokenEnvError::UnsupportedTokenizer(format!("vocabulary of {vocab_size} tokens"))
+    })?;
+    let info = TokRxInfo::new(vocab_u32, eos);
+    let trie = catch_unwind(AssertUnwindSafe(|| TokTrie::from(&info, &words)))
+        .map_err(|_| TokenEnvError::Engine("building the token trie failed".into()))?;
+    Ok((trie, added, TokenClasses::new(&words)))
 }
 
 /// The engine's view of the tokenizer: the trie, and tokenization through the tokenizer.

@@ -8,12 +8,10 @@ use std::time::Instant;
 use llguidance::Matcher;
 use llguidance::api::TopLevelGrammar;
 
-use crate::constraint::{Constraint, Thinking};
+use crate::constraint::{Constraint, TurnState};
 use crate::env::TokenEnv;
 use crate::error::{GrammarError, ParseError};
-use crate::markers::{
-    ARGS_CLOSE, ARGS_OPEN, CALL_JOIN, CALL_TYPE, Marker, Markers, tool_marker_texts,
-};
+use crate::markers::{ARGS_CLOSE, ARGS_OPEN, CALL_JOIN, CALL_TYPE, Marker, Markers};
 use crate::parse::{self, Turn};
 use crate::schema::JsonSchema;
 
@@ -96,7 +94,7 @@ impl JsonGrammar {
     /// Compiles the grammar of one JSON value valid for `schema`, then EOS.
     pub fn new(env: &TokenEnv, schema: &JsonSchema) -> Result<Self, GrammarError> {
         let mut lark = String::new();
-        let _ = writeln!(lark, "start: value <[{}]>", env.eos());
+        let _ = writeln!(lark, "start: value");
         let _ = writeln!(lark, "value: %json {}", schema.engine_value());
         Ok(JsonGrammar {
             compiled: Arc::new(Compiled::new(env, lark)?),
@@ -247,17 +245,11 @@ impl TurnGrammar {
 
     /// A fresh constraint at the start of the turn (inside the reasoning).
     pub fn constraint(&self) -> Constraint {
-        let markers = &self.spec.markers;
-        let thinking = Thinking::new(
-            &self.compiled.env,
-            &markers.think_end,
-            self.spec.thinking_budget,
-        );
-        Constraint::new(
-            self.compiled.env.clone(),
-            self.compiled.matcher(),
-            Some(thinking),
-        )
+        let env = &self.compiled.env;
+        let spec = &self.spec;
+        let text_answer = spec.mode != Mode::CallsOnly && !spec.json_answer;
+        let turn = TurnState::new(env, &spec.markers, spec.thinking_budget, text_answer);
+        Constraint::new(env.clone(), self.compiled.matcher(), Some(turn))
     }
 
     /// Parses the tokens of a finished turn (everything generated after the prompt,
@@ -422,41 +414,21 @@ fn lark_string(s: &str) -> String {
     serde_json::Value::from(s).to_string()
 }
 
-/// Escapes text for a lark `/regex/`.
-fn regex_escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if "\\.+*?()|[]{}^$#&-~/".contains(c) {
-            out.push('\\');
-        }
-        match c {
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The lark grammar of a turn.
 fn turn_lark(b: &TurnGrammarBuilder, m: &Markers, mode: Mode) -> String {
-    let eos = Marker::Token(b.env.eos());
-    let no_markers = {
-        let alternatives: Vec<String> = tool_marker_texts().map(regex_escape).collect();
-        format!("~/(?s:.*)(?:{})(?s:.*)/", alternatives.join("|"))
-    };
     let mut g = String::new();
     let _ = writeln!(g, "%llguidance {{}}");
     match &m.think_end {
         Marker::Token(id) => {
             let _ = writeln!(g, "start: THINK? <[{id}]> after");
-            let _ = writeln!(g, "THINK: /(?s:.+)/ & {no_markers}");
+            let _ = writeln!(g, "THINK: /(?s:.+)/");
         }
         Marker::Text(end) => {
             // The reasoning ends at the first `</think>`: a lazy lexeme that includes it.
             let _ = writeln!(g, "start: think after");
             let _ = writeln!(g, "think[lazy]: THINK_CLOSED");
             let _ = writeln!(g, "THINK_CLOSED: THINK_BODY {}", lark_string(end));
-            let _ = writeln!(g, "THINK_BODY: /(?s:.*)/ & {no_markers}");
+            let _ = writeln!(g, "THINK_BODY: /(?s:.*)/");
         }
     }
     let _ = writeln!(g, "SEP: /[ \\n]{{1,3}}/");
@@ -469,19 +441,13 @@ fn turn_lark(b: &TurnGrammarBuilder, m: &Markers, mode: Mode) -> String {
     if mode != Mode::CallsOnly {
         match &b.answer {
             AnswerFormat::Text => {
-                let _ = writeln!(
-                    g,
-                    "answer: SEP? {}",
-                    seq(&[Item::Name("ANSWER"), Item::Marker(&eos)])
-                );
-                let _ = writeln!(g, "ANSWER: /\\S(?s:.*)/ & {no_markers}");
+                let _ = writeln!(g, "answer: SEP? {}", seq(&[Item::Name("ANSWER")]));
+                // Not blank, and not `<｜` (which opens the calls) at the start; the
+                // constraint keeps `<｜` out of the rest of the text.
+                let _ = writeln!(g, "ANSWER: /(?s:[^\\s<].*|<(?:[^｜].*)?)/");
             }
             AnswerFormat::Json(schema) => {
-                let _ = writeln!(
-                    g,
-                    "answer: SEP? {}",
-                    seq(&[Item::Name("answer_json"), Item::Marker(&eos)])
-                );
+                let _ = writeln!(g, "answer: SEP? {}", seq(&[Item::Name("answer_json")]));
                 let _ = writeln!(g, "answer_json: %json {}", schema.engine_value());
             }
         }
@@ -494,7 +460,7 @@ fn turn_lark(b: &TurnGrammarBuilder, m: &Markers, mode: Mode) -> String {
         ];
         let first = seq(&[&[Item::Marker(&m.calls_begin)][..], &head].concat());
         let more = seq(&[&[Item::Text(CALL_JOIN)][..], &head].concat());
-        let end = seq(&[Item::Marker(&m.calls_end), Item::Marker(&eos)]);
+        let end = seq(&[Item::Marker(&m.calls_end)]);
         if b.parallel {
             let _ = writeln!(g, "calls: SEP? {first} tool ({more} tool)* {end}");
         } else {

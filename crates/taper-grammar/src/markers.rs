@@ -20,14 +20,6 @@ pub(crate) const TOOL_CALL_BEGIN: &str = "<｜tool▁call▁begin｜>";
 pub(crate) const TOOL_CALL_END: &str = "<｜tool▁call▁end｜>";
 /// Separates the call type (`function`) from the tool name.
 pub(crate) const TOOL_SEP: &str = "<｜tool▁sep｜>";
-/// The tool-output markers: never written by the model, excluded from its text.
-const TOOL_OUTPUT_MARKERS: [&str; 4] = [
-    "<｜tool▁outputs▁begin｜>",
-    "<｜tool▁outputs▁end｜>",
-    "<｜tool▁output▁begin｜>",
-    "<｜tool▁output▁end｜>",
-];
-
 /// Text between the call type and the tool name, and around the arguments.
 pub(crate) const CALL_TYPE: &str = "function";
 /// Between the tool name and the arguments.
@@ -36,19 +28,6 @@ pub(crate) const ARGS_OPEN: &str = "\n```json\n";
 pub(crate) const ARGS_CLOSE: &str = "\n```";
 /// Between two calls of one block.
 pub(crate) const CALL_JOIN: &str = "\n";
-
-/// All nine tool markers: none may appear in free text (thinking or answer).
-pub(crate) fn tool_marker_texts() -> impl Iterator<Item = &'static str> {
-    [
-        TOOL_CALLS_BEGIN,
-        TOOL_CALLS_END,
-        TOOL_CALL_BEGIN,
-        TOOL_CALL_END,
-        TOOL_SEP,
-    ]
-    .into_iter()
-    .chain(TOOL_OUTPUT_MARKERS)
-}
 
 /// How one marker is written with one tokenizer.
 #[derive(Debug, Clone, PartialEq, Eq)]

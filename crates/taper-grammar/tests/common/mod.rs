@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod property;
+pub mod types;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -105,8 +108,9 @@ pub trait LogitsSource {
     fn next_logits(&mut self, transcript: &[u32], logits: &mut [f32]);
 }
 
-/// Seeded random logits that now and then strongly favour ending: EOS and `</think>`
-/// most, then tokens that close JSON (`}`, `]`, `"`), so runs terminate.
+/// Seeded random logits that now and then strongly favour ending: EOS, `</think>` and
+/// the special token that opens tool calls most, then tokens that close JSON (`}`,
+/// `]`, `"`), so runs terminate (and sometimes call tools where calls are optional).
 pub struct RandomLogits {
     rng: Rng,
     finishers: Vec<u32>,
@@ -121,7 +125,9 @@ impl RandomLogits {
         let mut closers = Vec::new();
         for t in 0..env.vocab_size() as u32 {
             let bytes = env.decode(&[t]);
-            if bytes == b"</think>" {
+            if bytes == b"</think>"
+                || (env.is_special(t) && bytes == "<｜tool▁calls▁begin｜>".as_bytes())
+            {
                 finishers.push(t);
             } else if !env.is_special(t) && bytes.iter().any(|b| b"}]\"".contains(b)) {
                 closers.push(t);
@@ -183,15 +189,25 @@ pub struct Run {
     pub forced: usize,
 }
 
+/// Time spent in the constraint per sampled token.
+#[derive(Debug, Default)]
+pub struct Timings {
+    /// `Constraint::mask` (applies the allowed set to the logits).
+    pub mask: Vec<std::time::Duration>,
+    /// `Constraint::commit` (feeds the token, commits forced tokens, computes the next
+    /// allowed set).
+    pub commit: Vec<std::time::Duration>,
+}
+
 /// Generates under `constraint` until it is finished or `cap` tokens are committed.
-/// Mask times are pushed to `mask_times` when given.
+/// Time spent in the constraint is pushed to `timings` when given.
 pub fn generate(
     env: &TokenEnv,
     constraint: &mut taper_grammar::Constraint,
     source: &mut dyn LogitsSource,
     rng: &mut Rng,
     cap: usize,
-    mut mask_times: Option<&mut Vec<std::time::Duration>>,
+    mut timings: Option<&mut Timings>,
 ) -> Result<Run, taper_grammar::ConstraintError> {
     let mut logits = vec![0.0f32; env.vocab_size()];
     let mut tokens = constraint.fast_forward()?;
@@ -201,11 +217,14 @@ pub fn generate(
         source.next_logits(&tokens, &mut logits);
         let start = std::time::Instant::now();
         constraint.mask(&mut logits)?;
-        if let Some(times) = mask_times.as_deref_mut() {
-            times.push(start.elapsed());
-        }
+        let masked = start.elapsed();
         let token = sample(&logits, rng);
+        let start = std::time::Instant::now();
         let commit = constraint.commit(token)?;
+        if let Some(t) = timings.as_deref_mut() {
+            t.mask.push(masked);
+            t.commit.push(start.elapsed());
+        }
         sampled += 1;
         tokens.push(token);
         forced += commit.forced.len();
@@ -217,4 +236,72 @@ pub fn generate(
         sampled,
         forced,
     })
+}
+
+/// The tokenizer of a vocabulary, loaded once per test binary.
+pub fn shared_tokenizer(vocab: Vocab) -> &'static Tokenizer {
+    static LLAMA: OnceLock<Tokenizer> = OnceLock::new();
+    static QWEN3: OnceLock<Tokenizer> = OnceLock::new();
+    let cell = match vocab {
+        Vocab::Llama => &LLAMA,
+        Vocab::Qwen3 => &QWEN3,
+    };
+    cell.get_or_init(|| tokenizer(vocab))
+}
+
+/// Encodes text with the tokenizer, added tokens (markers, EOS) included.
+pub fn encode(tokenizer: &Tokenizer, text: &str) -> Vec<u32> {
+    tokenizer
+        .encode_fast(text, false)
+        .expect("the tokenizer encodes text")
+        .get_ids()
+        .to_vec()
+}
+
+/// Feeds a transcript (written as text; markers the tokenizer has as tokens become
+/// those tokens) into the constraint token by token. Tokens the grammar forces must
+/// be what the transcript says next (or run past its end). Returns every committed
+/// token, or where it failed.
+pub fn feed_text(
+    tokenizer: &Tokenizer,
+    env: &TokenEnv,
+    c: &mut taper_grammar::Constraint,
+    text: &str,
+) -> Result<Vec<u32>, String> {
+    let mut rest: Vec<u8> = text.as_bytes().to_vec();
+    let mut forced = c.fast_forward().map_err(|e| e.to_string())?;
+    loop {
+        if !forced.is_empty() {
+            let bytes = env.decode(&forced);
+            if bytes.starts_with(&rest) {
+                return Ok(c.tokens().to_vec());
+            }
+            if !rest.starts_with(&bytes) {
+                return Err(format!(
+                    "forced {:?} but the transcript goes on with {:?}",
+                    String::from_utf8_lossy(&bytes),
+                    String::from_utf8_lossy(&rest)
+                ));
+            }
+            rest.drain(..bytes.len());
+            forced.clear();
+        }
+        if rest.is_empty() {
+            return Ok(c.tokens().to_vec());
+        }
+        let token = match std::str::from_utf8(&rest) {
+            Ok(s) => encode(tokenizer, s)[0],
+            Err(_) => env.tokenize(&rest)[0],
+        };
+        let bytes = env.decode(&[token]);
+        let commit = c.commit(token).map_err(|e| {
+            format!(
+                "{e} at {:?} (token {token} = {:?})",
+                String::from_utf8_lossy(&rest),
+                String::from_utf8_lossy(&bytes)
+            )
+        })?;
+        rest.drain(..bytes.len().min(rest.len()));
+        forced = commit.forced;
+    }
 }
