@@ -35,6 +35,7 @@ mod format;
 mod parse;
 mod rational;
 mod real;
+mod tool;
 
 use std::fmt;
 
