@@ -60,11 +60,13 @@ mod output;
 mod policy;
 mod process;
 mod sandbox;
+mod tool;
 
 pub use error::Error;
 pub use execution::{Execution, Outcome};
 pub use policy::{Protection, ProtectionState};
 pub use sandbox::{MAX_CODE_BYTES, Sandbox, SandboxBuilder, Session};
+pub use tool::PythonTool;
 
 use schemars::JsonSchema;
 use serde::Deserialize;
