@@ -120,9 +120,8 @@ pub enum AnswerFormat {
 ///
 /// The turn starts inside the reasoning (the prompt ends with `<｜Assistant｜><think>\n`):
 ///
-/// 1. free reasoning text, in which no tool-call marker can appear, then `</think>`;
-///    with a thinking budget, `</think>` is forced once the reasoning has that many
-///    tokens (at the next character boundary);
+/// 1. free reasoning text, then `</think>`; with a thinking budget, `</think>` is
+///    forced once the reasoning has that many tokens (at the next character boundary);
 /// 2. up to three spaces or newlines;
 /// 3. exactly one of
 ///    - tool calls: `<｜tool▁calls▁begin｜>`, one or more (with
@@ -130,7 +129,7 @@ pub enum AnswerFormat {
 ///      `<｜tool▁call▁begin｜>function<｜tool▁sep｜>NAME\n```json\nARGS\n```<｜tool▁call▁end｜>`
 ///      joined by `\n`, then `<｜tool▁calls▁end｜>`; NAME is a registered tool and ARGS
 ///      valid for its schema;
-///    - the final answer: free text, or JSON for a schema;
+///    - the final answer: free text (not blank), or JSON for a schema;
 /// 4. EOS (`<｜end▁of▁sentence｜>`). A tool-call block ends with EOS too, as the chat
 ///    templates write it (`<｜tool▁calls▁end｜><｜end▁of▁sentence｜>`): the turn is
 ///    finished when EOS is committed, and after the calls EOS is forced, so the
@@ -138,6 +137,12 @@ pub enum AnswerFormat {
 ///
 /// Markers the tokenizer has as single tokens are matched by id; the others as text
 /// (the Llama distill's tokenizer has the tool markers only as text).
+///
+/// No marker can appear in free text (the reasoning and a text answer): added tokens
+/// are never free text, and the constraint keeps out the text `<｜`, which opens every
+/// DeepSeek marker (`<｜tool▁calls▁begin｜>`, `<｜end▁of▁sentence｜>`, `<｜User｜>`, ...).
+/// A text answer cannot start with `<｜`, so on a tokenizer with text markers an answer
+/// and a tool-call block part at their first characters.
 ///
 /// # Example
 ///

@@ -80,7 +80,7 @@ impl JsonSchema {
     pub fn new(schema: Value) -> Result<Self, SchemaError> {
         let mut value = schema;
         let mut path = String::new();
-        check(&mut value, &mut path)?;
+        check(&mut value, &mut path, 0)?;
         let schema = JsonSchema { value };
         if let Err(reason) = compile_check(&schema.engine_value()) {
             return Err(schema.explain(reason));
@@ -238,10 +238,19 @@ const STRING_FORMATS: [&str; 11] = [
 ];
 const DRAFT_2020_12: &str = "https://json-schema.org/draft/2020-12/schema";
 
+/// How deep schemas may nest (the engine's own limit is of the same order).
+const MAX_DEPTH: usize = 128;
+
 /// Checks one schema location and everything under it, rewriting it in place for the
 /// engine (dropping keywords that are annotations in 2020-12, turning integer formats
 /// into bounds).
-fn check(schema: &mut Value, path: &mut String) -> Result<(), SchemaError> {
+fn check(schema: &mut Value, path: &mut String, depth: usize) -> Result<(), SchemaError> {
+    if depth > MAX_DEPTH {
+        return Err(malformed(
+            path,
+            &format!("schemas nested deeper than {MAX_DEPTH} levels"),
+        ));
+    }
     let map = match schema {
         Value::Bool(_) => return Ok(()),
         Value::Object(map) => map,
@@ -281,7 +290,7 @@ fn check(schema: &mut Value, path: &mut String) -> Result<(), SchemaError> {
                     "in draft 2020-12 `items` is one schema (use `prefixItems` for tuples)",
                 ));
             }
-            descend(sub, path, &[key], check)?;
+            descend(sub, path, &[key], |v, p| check(v, p, depth + 1))?;
         }
     }
     for key in ARRAYS {
@@ -296,7 +305,9 @@ fn check(schema: &mut Value, path: &mut String) -> Result<(), SchemaError> {
                 }
             };
             for (i, item) in items.iter_mut().enumerate() {
-                descend(item, path, &[key, &i.to_string()], check)?;
+                descend(item, path, &[key, &i.to_string()], |v, p| {
+                    check(v, p, depth + 1)
+                })?;
             }
         }
     }
@@ -306,7 +317,7 @@ fn check(schema: &mut Value, path: &mut String) -> Result<(), SchemaError> {
                 .as_object_mut()
                 .ok_or_else(|| malformed(path, &format!("`{key}` must be an object")))?;
             for (name, item) in entries.iter_mut() {
-                descend(item, path, &[key, name], check)?;
+                descend(item, path, &[key, name], |v, p| check(v, p, depth + 1))?;
             }
         }
     }

@@ -328,3 +328,15 @@ fn token_sequences_that_are_not_turns_are_parse_errors() {
         Err(ParseError::TokenOutOfRange(env.vocab_size() as u32))
     );
 }
+
+#[test]
+fn deeply_nested_schemas_are_refused_not_overflowed() {
+    let mut schema = json!({"type": "string"});
+    for _ in 0..1000 {
+        schema = json!({ "items": schema });
+    }
+    assert!(matches!(
+        JsonSchema::new(schema),
+        Err(SchemaError::Malformed { .. })
+    ));
+}

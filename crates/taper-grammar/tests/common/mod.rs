@@ -115,12 +115,19 @@ pub struct RandomLogits {
     rng: Rng,
     finishers: Vec<u32>,
     closers: Vec<u32>,
-    p_end: f32,
+    p_finish: f32,
+    p_close: f32,
 }
 
 impl RandomLogits {
     /// `p_end` is the chance per step that ending tokens get a large bonus.
     pub fn new(env: &TokenEnv, seed: u64, p_end: f32) -> Self {
+        Self::with_rates(env, seed, p_end, p_end)
+    }
+
+    /// Separate chances for finishing (EOS, `</think>`, opening calls) and for closing
+    /// JSON: a small `p_finish` gives long reasoning and answers.
+    pub fn with_rates(env: &TokenEnv, seed: u64, p_finish: f32, p_close: f32) -> Self {
         let mut finishers = vec![env.eos()];
         let mut closers = Vec::new();
         for t in 0..env.vocab_size() as u32 {
@@ -137,7 +144,8 @@ impl RandomLogits {
             rng: Rng::new(seed ^ 0x5EED),
             finishers,
             closers,
-            p_end,
+            p_finish,
+            p_close,
         }
     }
 }
@@ -147,8 +155,13 @@ impl LogitsSource for RandomLogits {
         for l in logits.iter_mut() {
             *l = self.rng.unit() * 8.0 - 4.0;
         }
-        if self.rng.unit() < self.p_end {
-            for (tokens, bonus) in [(&self.closers, 40.0), (&self.finishers, 60.0)] {
+        let finish = self.rng.unit() < self.p_finish;
+        let close = self.rng.unit() < self.p_close;
+        for (tokens, bonus, on) in [
+            (&self.closers, 40.0, close || finish),
+            (&self.finishers, 60.0, finish),
+        ] {
+            if on {
                 for &t in tokens {
                     if let Some(l) = logits.get_mut(t as usize) {
                         *l += bonus;
@@ -192,11 +205,27 @@ pub struct Run {
 /// Time spent in the constraint per sampled token.
 #[derive(Debug, Default)]
 pub struct Timings {
-    /// `Constraint::mask` (applies the allowed set to the logits).
+    /// `Constraint::mask` (applies the allowed set to the logits), wall clock.
     pub mask: Vec<std::time::Duration>,
     /// `Constraint::commit` (feeds the token, commits forced tokens, computes the next
-    /// allowed set).
+    /// allowed set), wall clock.
     pub commit: Vec<std::time::Duration>,
+    /// `mask` + `commit` in this thread's CPU time: what the work costs, without the
+    /// time the thread waited for a core on a busy machine.
+    pub cpu: Vec<std::time::Duration>,
+}
+
+/// This thread's CPU time.
+pub fn thread_cpu_time() -> std::time::Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec and the clock id is a constant the
+    // platform defines; clock_gettime writes nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
+    std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// Generates under `constraint` until it is finished or `cap` tokens are committed.
@@ -215,15 +244,21 @@ pub fn generate(
     let mut sampled = 0;
     while !constraint.is_finished() && tokens.len() < cap {
         source.next_logits(&tokens, &mut logits);
+        let cpu0 = thread_cpu_time();
         let start = std::time::Instant::now();
         constraint.mask(&mut logits)?;
         let masked = start.elapsed();
+        let cpu1 = thread_cpu_time();
         let token = sample(&logits, rng);
+        let cpu2 = thread_cpu_time();
         let start = std::time::Instant::now();
         let commit = constraint.commit(token)?;
+        let committed = start.elapsed();
+        let cpu3 = thread_cpu_time();
         if let Some(t) = timings.as_deref_mut() {
             t.mask.push(masked);
-            t.commit.push(start.elapsed());
+            t.commit.push(committed);
+            t.cpu.push((cpu1 - cpu0) + (cpu3 - cpu2));
         }
         sampled += 1;
         tokens.push(token);
