@@ -5,7 +5,8 @@ use llguidance::toktrie::SimpleVob;
 
 use crate::env::{OPENER, TokenEnv};
 use crate::error::ConstraintError;
-use crate::markers::{Marker, Markers};
+use crate::markers::{ARGS_CLOSE, ARGS_OPEN, Marker, Markers};
+use crate::numbers::JsonScan;
 
 /// The outcome of [`Constraint::commit`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +53,7 @@ pub struct Constraint {
     env: TokenEnv,
     matcher: Matcher,
     tokens: Vec<u32>,
+    text: Transcript,
     turn: Option<TurnState>,
     /// The allowed tokens in the current state, once computed.
     allowed: Option<SimpleVob>,
@@ -70,8 +72,47 @@ impl std::fmt::Debug for Constraint {
     }
 }
 
+/// The bytes of the committed tokens (added tokens as the engine writes them) and
+/// where each token ends.
+#[derive(Debug, Clone, Default)]
+struct Transcript {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Transcript {
+    fn push(&mut self, bytes: &[u8]) {
+        self.bytes.extend_from_slice(bytes);
+        self.ends.push(self.bytes.len());
+    }
+
+    fn truncate(&mut self, len: usize) {
+        self.ends.truncate(len);
+        self.bytes.truncate(self.ends.last().copied().unwrap_or(0));
+    }
+
+    /// Where the first `n` tokens end.
+    fn end_of(&self, n: usize) -> usize {
+        n.checked_sub(1)
+            .and_then(|i| self.ends.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether `needle` occurs ending in the last token (earlier occurrences would
+    /// have been seen at earlier tokens).
+    fn tail_contains(&self, needle: &[u8]) -> bool {
+        let last_start = self.end_of(self.ends.len().saturating_sub(1));
+        let from = last_start.saturating_sub(needle.len().saturating_sub(1));
+        self.bytes[from..]
+            .windows(needle.len())
+            .any(|w| w == needle)
+    }
+}
+
 /// What a turn constraint tracks beyond the grammar: the reasoning (how it ends, its
-/// budget) and where free text is, to keep `<｜` out of it.
+/// budget), and what follows it (free text to keep `<｜` out of, JSON whose numbers
+/// must stay in range).
 #[derive(Debug, Clone)]
 pub(crate) struct TurnState {
     end: Marker,
@@ -82,12 +123,20 @@ pub(crate) struct TurnState {
     ended_at: Option<usize>,
     /// Whether the text after the reasoning may be a free-text answer.
     text_answer: bool,
-    /// How the tool-calls block starts (token bytes, as in `bytes`).
+    /// Whether the text after the reasoning may be a JSON answer.
+    json_answer: bool,
+    /// How the tool-calls block starts (token bytes, as in the transcript).
     calls_begin: Vec<u8>,
-    /// The bytes of the committed tokens (added tokens as the engine writes them) and
-    /// where each token ends.
-    bytes: Vec<u8>,
-    ends: Vec<usize>,
+}
+
+/// What the text after the reasoning is, as far as written.
+enum After<'a> {
+    /// Nothing but blanks yet, or the start of the calls marker.
+    Undecided,
+    /// The tool-calls block, from its marker on.
+    Calls(usize),
+    /// The answer, from its first character on.
+    Answer(&'a [u8], usize),
 }
 
 impl TurnState {
@@ -96,6 +145,7 @@ impl TurnState {
         markers: &Markers,
         budget: Option<usize>,
         text_answer: bool,
+        json_answer: bool,
     ) -> Self {
         let end_tokens = match &markers.think_end {
             Marker::Token(id) => vec![*id],
@@ -111,60 +161,61 @@ impl TurnState {
             budget,
             ended_at: None,
             text_answer,
+            json_answer,
             calls_begin,
-            bytes: Vec::new(),
-            ends: Vec::new(),
         }
     }
 
     /// Whether the reasoning is over budget.
-    fn over_budget(&self) -> bool {
-        self.ended_at.is_none() && self.budget.is_some_and(|b| self.ends.len() >= b)
+    fn over_budget(&self, text: &Transcript) -> bool {
+        self.ended_at.is_none() && self.budget.is_some_and(|b| text.ends.len() >= b)
+    }
+
+    fn after<'a>(&self, ended: usize, text: &'a Transcript) -> After<'a> {
+        let start = text.end_of(ended);
+        let after = &text.bytes[start..];
+        let Some(first) = after.iter().position(|b| !matches!(b, b' ' | b'\n')) else {
+            return After::Undecided;
+        };
+        let rest = &after[first..];
+        if rest.starts_with(&self.calls_begin) {
+            After::Calls(start + first)
+        } else if self.calls_begin.starts_with(rest) {
+            // (the grammar keeps answers from starting with `<｜`)
+            After::Undecided
+        } else {
+            After::Answer(rest, start + first)
+        }
     }
 
     /// The free text being written now (reasoning, or a text answer), if any.
-    fn free_text(&self) -> Option<&[u8]> {
+    fn free_text<'a>(&self, text: &'a Transcript) -> Option<&'a [u8]> {
         let Some(ended) = self.ended_at else {
-            return Some(&self.bytes);
+            return Some(&text.bytes);
         };
-        if !self.text_answer {
-            return None;
-        }
-        let after = &self.bytes[self.ends.get(ended.wrapping_sub(1)).copied().unwrap_or(0)..];
-        let first = after.iter().position(|b| !matches!(b, b' ' | b'\n'))?;
-        let text = &after[first..];
-        // The start of the tool calls, not an answer (the grammar keeps answers from
-        // starting with `<｜`).
-        if text.starts_with(&self.calls_begin) || self.calls_begin.starts_with(text) {
-            return None;
-        }
-        Some(text)
-    }
-
-    fn push(&mut self, bytes: &[u8]) {
-        self.bytes.extend_from_slice(bytes);
-        self.ends.push(self.bytes.len());
-    }
-
-    fn truncate(&mut self, len: usize) {
-        self.ends.truncate(len);
-        self.bytes.truncate(self.ends.last().copied().unwrap_or(0));
-        if self.ended_at.is_some_and(|end| end > len) {
-            self.ended_at = None;
+        match self.after(ended, text) {
+            After::Answer(answer, _) if self.text_answer => Some(answer),
+            _ => None,
         }
     }
 
-    /// Whether `needle` occurs in the bytes, ending in the last token (earlier
-    /// occurrences would have been seen at earlier tokens).
-    fn tail_contains(&self, needle: &[u8]) -> bool {
-        let last_start = match self.ends.len() {
-            0 | 1 => 0,
-            n => self.ends[n - 2],
-        };
-        let from = last_start.saturating_sub(needle.len().saturating_sub(1));
-        self.bytes[from..]
-            .windows(needle.len())
-            .any(|w| w == needle)
+    /// Where the JSON being written now starts (a call's arguments, or a JSON answer).
+    fn json_start(&self, text: &Transcript) -> Option<usize> {
+        let ended = self.ended_at?;
+        match self.after(ended, text) {
+            After::Calls(from) => {
+                let block = &text.bytes[from..];
+                let open = ARGS_OPEN.as_bytes();
+                let at = block.windows(open.len()).rposition(|w| w == open)?;
+                let start = from + at + open.len();
+                let closed = text.bytes[start..]
+                    .windows(ARGS_CLOSE.len())
+                    .any(|w| w == ARGS_CLOSE.as_bytes());
+                (!closed).then_some(start)
+            }
+            After::Answer(_, from) if self.json_answer => Some(from),
+            _ => None,
+        }
     }
 }
 
@@ -174,6 +225,7 @@ impl Constraint {
             env,
             matcher,
             tokens: Vec::new(),
+            text: Transcript::default(),
             turn,
             allowed: None,
             eos_after_end: false,
@@ -290,9 +342,12 @@ impl Constraint {
         self.matcher.rollback(engine_n).map_err(engine)?;
         let len = available - n;
         self.tokens.truncate(len);
+        self.text.truncate(len);
         self.allowed = None;
-        if let Some(turn) = &mut self.turn {
-            turn.truncate(len);
+        if let Some(turn) = &mut self.turn
+            && turn.ended_at.is_some_and(|end| end > len)
+        {
+            turn.ended_at = None;
         }
         Ok(())
     }
@@ -343,10 +398,11 @@ impl Constraint {
             }
             let mut set = self.matcher.compute_mask().map_err(engine)?;
             self.keep_opener_out(&mut set);
+            self.keep_numbers_in_range(&mut set);
             let over_budget = self
                 .turn
                 .as_ref()
-                .filter(|t| t.over_budget())
+                .filter(|t| t.over_budget(&self.text))
                 .map(|t| t.end_tokens.clone());
             if let Some(end) = over_budget {
                 match end.first() {
@@ -379,7 +435,7 @@ impl Constraint {
     /// which the grammar leaves to the constraint (a regex excluding it would make every
     /// `<` in the text cost a walk over the whole vocabulary).
     fn keep_opener_out(&self, set: &mut SimpleVob) {
-        let Some(text) = self.turn.as_ref().and_then(TurnState::free_text) else {
+        let Some(text) = self.turn.as_ref().and_then(|t| t.free_text(&self.text)) else {
             return;
         };
         let classes = self.env.classes();
@@ -388,6 +444,35 @@ impl Constraint {
             if text.ends_with(&OPENER[..=k]) {
                 set.sub(rest);
             }
+        }
+    }
+
+    /// Removes the tokens that would take a JSON number out of `f64` range (see
+    /// [`crate::numbers`]).
+    fn keep_numbers_in_range(&self, set: &mut SimpleVob) {
+        let start = match &self.turn {
+            None => Some(0),
+            Some(turn) => turn.json_start(&self.text),
+        };
+        let Some(start) = start else {
+            return;
+        };
+        let scan = JsonScan::over(&self.text.bytes[start..]);
+        if scan.in_string() {
+            return;
+        }
+        let trie = self.env.trie();
+        let in_number = scan.in_number();
+        let mut out = Vec::new();
+        set.iter_set_entries(|t| {
+            let bytes = trie.token(t as u32);
+            let may_touch = in_number || matches!(bytes.first(), Some(b'-' | b'0'..=b'9'));
+            if may_touch && !scan.accepts(bytes) {
+                out.push(t);
+            }
+        });
+        for t in out {
+            set.set(t, false);
         }
     }
 
@@ -402,7 +487,7 @@ impl Constraint {
         let Some(end) = self
             .turn
             .as_ref()
-            .filter(|t| t.over_budget())
+            .filter(|t| t.over_budget(&self.text))
             .map(|t| t.end_tokens.clone())
         else {
             return Ok(None);
@@ -421,16 +506,16 @@ impl Constraint {
         self.tokens.push(token);
         self.allowed = None;
         let len = self.tokens.len();
-        if let Some(turn) = &mut self.turn {
-            turn.push(self.env.trie().token(token));
-            if turn.ended_at.is_none() {
-                let ended = match &turn.end {
-                    Marker::Token(id) => token == *id,
-                    Marker::Text(text) => turn.tail_contains(text.as_bytes()),
-                };
-                if ended {
-                    turn.ended_at = Some(len);
-                }
+        self.text.push(self.env.trie().token(token));
+        if let Some(turn) = &mut self.turn
+            && turn.ended_at.is_none()
+        {
+            let ended = match &turn.end {
+                Marker::Token(id) => token == *id,
+                Marker::Text(text) => self.text.tail_contains(text.as_bytes()),
+            };
+            if ended {
+                turn.ended_at = Some(len);
             }
         }
         Ok(())

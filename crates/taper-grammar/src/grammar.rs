@@ -252,8 +252,14 @@ impl TurnGrammar {
     pub fn constraint(&self) -> Constraint {
         let env = &self.compiled.env;
         let spec = &self.spec;
-        let text_answer = spec.mode != Mode::CallsOnly && !spec.json_answer;
-        let turn = TurnState::new(env, &spec.markers, spec.thinking_budget, text_answer);
+        let answer = spec.mode != Mode::CallsOnly;
+        let turn = TurnState::new(
+            env,
+            &spec.markers,
+            spec.thinking_budget,
+            answer && !spec.json_answer,
+            answer && spec.json_answer,
+        );
         Constraint::new(env.clone(), self.compiled.matcher(), Some(turn))
     }
 

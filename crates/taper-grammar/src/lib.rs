@@ -19,6 +19,7 @@ mod env;
 mod error;
 mod grammar;
 mod markers;
+mod numbers;
 mod parse;
 mod schema;
 

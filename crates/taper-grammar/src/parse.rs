@@ -157,16 +157,35 @@ pub(crate) fn parse_turn(
     } else {
         let text = text_of(r.rest())?;
         if spec.json_answer {
-            let value = serde_json::from_str(&text).map_err(|e| ParseError::InvalidJson {
-                context: "answer".into(),
-                reason: e.to_string(),
-            })?;
+            let value = read_json(&text, "answer")?;
             TurnOutcome::Answer(Answer::Json(value))
         } else {
             TurnOutcome::Answer(Answer::Text(text))
         }
     };
     Ok(Turn { thinking, outcome })
+}
+
+/// Reads JSON; `-0` (which JSON readers take as the float `-0.0`) is read as `0`, the
+/// same number, so that it deserializes into integer types.
+fn read_json(text: &str, context: &str) -> Result<Value, ParseError> {
+    let mut value: Value = serde_json::from_str(text).map_err(|e| ParseError::InvalidJson {
+        context: context.to_owned(),
+        reason: e.to_string(),
+    })?;
+    zero_negative_zeros(&mut value);
+    Ok(value)
+}
+
+fn zero_negative_zeros(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.as_f64().is_some_and(|f| f == 0.0 && f.is_sign_negative()) => {
+            *value = Value::from(0);
+        }
+        Value::Array(items) => items.iter_mut().for_each(zero_negative_zeros),
+        Value::Object(map) => map.values_mut().for_each(zero_negative_zeros),
+        _ => {}
+    }
 }
 
 fn parse_calls(r: &mut Reader, spec: &TurnSpec) -> Result<Vec<ToolCall>, ParseError> {
@@ -189,10 +208,7 @@ fn parse_calls(r: &mut Reader, spec: &TurnSpec) -> Result<Vec<ToolCall>, ParseEr
             return Err(ParseError::UnknownTool(name));
         }
         let args = r.text_until(&args_close, "the end of the call")?;
-        let arguments = serde_json::from_str(&args).map_err(|e| ParseError::InvalidJson {
-            context: format!("arguments of {name}"),
-            reason: e.to_string(),
-        })?;
+        let arguments = read_json(&args, &format!("arguments of {name}"))?;
         calls.push(ToolCall { name, arguments });
         if r.eat(&calls_end) {
             break;

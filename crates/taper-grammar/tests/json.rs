@@ -112,6 +112,21 @@ fn integer_formats_and_bounds_are_enforced() {
 }
 
 #[test]
+fn numbers_stay_in_f64_range() {
+    let number = JsonSchema::new(json!({"type": "number"})).expect("schema");
+    assert!(accepts(&number, "-1.5e99"));
+    assert!(accepts(&number, "1E-99"));
+    assert!(!accepts(&number, "1e100"));
+    assert!(!accepts(&number, "1e-100"));
+    assert!(accepts(&number, &"9".repeat(100)));
+    assert!(!accepts(&number, &"9".repeat(101)));
+    // Inside strings digits are free.
+    let any = JsonSchema::new(json!({})).expect("schema");
+    assert!(accepts(&any, r#"["1e999", 2e20]"#));
+    assert!(!accepts(&any, r#"["1e999", 2e200]"#));
+}
+
+#[test]
 fn keys_and_eos_are_forced_and_rollback_crosses_eos() {
     let env = env(Vocab::Qwen3);
     let tok = shared_tokenizer(Vocab::Qwen3);

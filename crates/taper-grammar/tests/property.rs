@@ -5,7 +5,8 @@
 //! that hit the token cap are counted separately; they must be rare.
 //!
 //! The logits source is the only thing a model-driven variant of this test changes
-//! (see `common::property::run_scenario`).
+//! (see `common::property::run_scenario`). `TAPER_PROPERTY_SEEDS=N` runs N times the
+//! seeds per scenario, for a longer search.
 
 mod common;
 
@@ -25,6 +26,11 @@ fn random_source(vocab: Vocab) -> impl FnMut(u64) -> Box<dyn LogitsSource> {
 }
 
 fn check(vocab: Vocab, name: &'static str, seeds: u64) -> Tally {
+    let scale: u64 = std::env::var("TAPER_PROPERTY_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let seeds = seeds * scale;
     let env = env(vocab);
     let s = scenario(&env, name);
     let mut source = random_source(vocab);

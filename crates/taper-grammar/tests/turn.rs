@@ -142,6 +142,22 @@ fn text_and_json_answers_are_parsed() {
             turn.outcome,
             TurnOutcome::Answer(Answer::Json(json!({"city": "Oslo", "days": 14})))
         );
+
+        // `-0` is the integer 0 (a JSON reader alone would give the float -0.0).
+        let grammar = builder(&env)
+            .tools_allowed(false)
+            .answer(AnswerFormat::Json(
+                JsonSchema::new(json!({"type": "array", "items": {"type": "integer"}}))
+                    .expect("schema"),
+            ))
+            .build()
+            .expect("grammar");
+        let turn = run(vocab, &grammar, &format!("Zero.</think>\n\n[-0, 1]{EOS}"));
+        let TurnOutcome::Answer(Answer::Json(value)) = turn.outcome else {
+            panic!("{vocab:?}: not a JSON answer");
+        };
+        assert_eq!(value, json!([0, 1]));
+        assert!(serde_json::from_value::<Vec<i8>>(value).is_ok());
     }
 }
 
