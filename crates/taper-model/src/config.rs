@@ -533,26 +533,7 @@ mod tests {
 
     #[test]
     fn llama3_frequencies_match_reference_values() {
-        let c = ModelConfig {
-            architecture: Architecture::Llama,
-            vocab_size: 10,
-            hidden_size: 4096,
-            intermediate_size: 1,
-            num_layers: 1,
-            num_heads: 32,
-            num_kv_heads: 8,
-            head_dim: 128,
-            rms_norm_eps: 1e-5,
-            rope_theta: 500_000.0,
-            rope_scaling: RopeScaling::Llama3 {
-                factor: 8.0,
-                low_freq_factor: 1.0,
-                high_freq_factor: 4.0,
-                original_context: 8192,
-            },
-            max_context: 131_072,
-            tie_word_embeddings: false,
-        };
+        let c = crate::writer::Preset::Full8B.config(Architecture::Llama, None);
         let (f, scale) = c.rope_frequencies();
         assert_eq!(scale, 1.0);
         assert_eq!(f[0], 1.0);
