@@ -307,17 +307,9 @@ impl Constraint {
                 forced.extend(ff);
                 continue;
             }
-            let allowed = self.allowed()?;
-            if allowed.num_set() != 1 {
-                break;
-            }
-            let Some(token) = allowed.first_bit_set() else {
+            let Some(token) = only_token(self.allowed()?) else {
                 break;
             };
-            let token = u32::try_from(token).map_err(|_| ConstraintError::TokenOutOfRange {
-                token: u32::MAX,
-                vocab_size: self.env.vocab_size(),
-            })?;
             self.consume(token)?;
             forced.push(token);
         }
@@ -520,6 +512,19 @@ impl Constraint {
         }
         Ok(())
     }
+}
+
+/// The token, when the set holds exactly one (stops at the second one found).
+fn only_token(set: &SimpleVob) -> Option<u32> {
+    let mut found = None;
+    for (i, &word) in set.as_slice().iter().enumerate() {
+        match (word.count_ones(), found) {
+            (0, _) => {}
+            (1, None) => found = Some(i * 32 + word.trailing_zeros() as usize),
+            _ => return None,
+        }
+    }
+    found.and_then(|t| u32::try_from(t).ok())
 }
 
 /// Writes `-inf` into the logits whose bit is clear: words with no bit set are filled

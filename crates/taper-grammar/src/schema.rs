@@ -33,6 +33,9 @@ use crate::error::SchemaError;
 ///   (`int8` .. `int64`, `uint8` .. `uint64`, as schemars writes them) become bounds;
 ///   bounds are clamped to what the engine represents: at most `i64::MAX`, at least
 ///   −2^63 + 1024 (so `u64` and `i64` values near their extremes are not generated);
+/// - numbers have at most 100 digits before the point and at most 2 exponent digits,
+///   so every number fits an `f64` (the constraint enforces this; `-0` is read as `0`
+///   by [`TurnGrammar::parse`](crate::TurnGrammar::parse));
 /// - JSON text is compact, with `", "` between items and `": "` after keys (the layout
 ///   of Python's `json.dumps`), so every output has one canonical layout.
 ///
