@@ -35,7 +35,8 @@ pub struct Commit {
 /// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/cache");
 /// # let tokenizer = tokenizers::Tokenizer::from_file(format!("{dir}/r1_qwen3.tokenizer.json"))
 /// #     .expect("tokenizer fixture: run scripts/fetch-fixtures.sh");
-/// # let env = TokenEnv::new(&tokenizer, 151_936, 151_645)?;
+/// # let eos = tokenizer.token_to_id("<｜end▁of▁sentence｜>").expect("R1 has an EOS");
+/// # let env = TokenEnv::new(&tokenizer, 151_936, eos)?;
 /// let grammar = JsonGrammar::new(&env, &JsonSchema::new(json!({"type": "boolean"}))?)?;
 /// let mut constraint = grammar.constraint();
 /// let mut logits = vec![0.0f32; env.vocab_size()];

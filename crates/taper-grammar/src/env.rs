@@ -87,7 +87,8 @@ impl TokenEnv {
             copy.map_err(|_| TokenEnvError::Engine("copying the tokenizer failed".into()))?;
         let hf = Arc::new(HfTokEnv { trie, tokenizer });
         let tok_env: toktrie::TokEnv = hf.clone();
-        let mut factory = ParserFactory::new_simple(&tok_env)
+        let mut factory = catch_unwind(AssertUnwindSafe(|| ParserFactory::new_simple(&tok_env)))
+            .map_err(|_| TokenEnvError::Engine("building the mask computer failed".into()))?
             .map_err(|e| TokenEnvError::Engine(e.to_string()))?;
         factory.quiet();
 

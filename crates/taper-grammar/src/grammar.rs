@@ -66,7 +66,8 @@ impl Compiled {
 /// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/cache");
 /// # let tokenizer = tokenizers::Tokenizer::from_file(format!("{dir}/r1_qwen3.tokenizer.json"))
 /// #     .expect("tokenizer fixture: run scripts/fetch-fixtures.sh");
-/// # let env = TokenEnv::new(&tokenizer, 151_936, 151_645)?;
+/// # let eos = tokenizer.token_to_id("<｜end▁of▁sentence｜>").expect("R1 has an EOS");
+/// # let env = TokenEnv::new(&tokenizer, 151_936, eos)?;
 /// let schema = JsonSchema::new(json!({
 ///     "type": "object",
 ///     "properties": {"n": {"type": "integer"}},
@@ -153,7 +154,8 @@ pub enum AnswerFormat {
 /// # let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/cache");
 /// # let tokenizer = tokenizers::Tokenizer::from_file(format!("{dir}/r1_qwen3.tokenizer.json"))
 /// #     .expect("tokenizer fixture: run scripts/fetch-fixtures.sh");
-/// # let env = TokenEnv::new(&tokenizer, 151_936, 151_645)?;
+/// # let eos = tokenizer.token_to_id("<｜end▁of▁sentence｜>").expect("R1 has an EOS");
+/// # let env = TokenEnv::new(&tokenizer, 151_936, eos)?;
 /// let grammar = TurnGrammar::builder(&env)
 ///     .tool("add", JsonSchema::new(json!({
 ///         "type": "object",
