@@ -198,6 +198,15 @@ impl Sampler {
     }
 }
 
+/// One step of splitmix64: advances `state` and returns the next output.
+pub(crate) fn splitmix64(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// xoshiro256** seeded through splitmix64: small, fast, and the same stream on
 /// every platform and version, which a library RNG does not promise.
 #[derive(Debug, Clone)]
@@ -208,13 +217,7 @@ struct Rng {
 impl Rng {
     fn new(seed: u64) -> Self {
         let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
+        let mut next = || splitmix64(&mut x);
         Self {
             s: [next(), next(), next(), next()],
         }
