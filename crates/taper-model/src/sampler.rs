@@ -66,6 +66,11 @@ impl SamplerConfig {
         self
     }
 
+    /// The seed set with [`seed`](Self::seed) (0 by default).
+    pub fn seed_value(&self) -> u64 {
+        self.seed
+    }
+
     /// Builds the sampler, checking every option's range.
     pub fn build(self) -> Result<Sampler> {
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
