@@ -39,19 +39,31 @@ pub enum ToolChoice {
 ///
 /// # Example
 ///
-/// ```no_run
+/// A run with the calculator. The hidden lines write a tiny random-weight Qwen3 model
+/// (real tokenizer, random weights), so the answer is noise; with a real model file
+/// only the path changes.
+///
+/// ```
 /// use taper::{Agent, Decoder};
 /// use taper_calculator::Calculator;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), taper::Error> {
-/// let decoder = Decoder::load("DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf")?;
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf");
+/// # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/cache/r1_qwen3.tokenizer.json");
+/// # let config = taper_model::Preset::Tiny.config(taper_model::Architecture::Qwen3, Some(151_936));
+/// # taper_model::ModelWriter::new(config).tokenizer_json(std::fs::read_to_string(tokenizer)?).write_gguf(&path)?;
+/// let decoder = Decoder::load(&path)?;
 /// let agent = Agent::builder(&decoder)
 ///     .tool(Calculator::new())
 ///     .system_prompt("Answer with a number.")
-///     .max_steps(6)
+///     .max_steps(4)
+///     .thinking_budget(16)
+///     .max_answer_tokens(16)
 ///     .build()?;
 /// let answer = agent.run("What is 17 * 23 + 4?").await?;
+/// assert!(answer.steps.len() <= 4);
 /// println!("{} (after {} steps)", answer.text, answer.steps.len());
 /// # Ok(())
 /// # }
@@ -185,6 +197,11 @@ impl Agent {
     /// A new conversation: follow-up runs see the earlier ones and reuse the KV cache.
     pub fn session(&self) -> Result<Session> {
         Session::new(self.clone())
+    }
+
+    /// The loaded model the agent runs on.
+    pub fn decoder(&self) -> &Decoder {
+        &self.inner.decoder
     }
 
     /// The registered tools.

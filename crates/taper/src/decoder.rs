@@ -118,16 +118,31 @@ impl Decoder {
     ) -> Result<Decoder> {
         let rows = backend.vocab_size();
         tokenizer.check_model_vocab(rows)?;
-        let single = |text: &str| {
-            tokenizer.single_token(text).ok_or_else(|| {
-                Error::Tokenizer(format!("`{text}` is not a single token in its vocabulary"))
-            })
-        };
-        for marker in [taper_model::BOS, "<｜User｜>", "<｜Assistant｜>", "<think>"] {
-            single(marker)?;
+        let missing: Vec<String> = [
+            taper_model::BOS,
+            taper_model::EOS,
+            "<｜User｜>",
+            "<｜Assistant｜>",
+            "<think>",
+            "</think>",
+        ]
+        .into_iter()
+        .filter(|m| tokenizer.single_token(m).is_none())
+        .map(|m| format!("`{m}`"))
+        .collect();
+        if !missing.is_empty() {
+            return Err(Error::Tokenizer(format!(
+                "{} not single tokens in its vocabulary",
+                missing.join(", ")
+            )));
         }
-        let eos = single(taper_model::EOS)?;
-        let think_end = single("</think>")?;
+        let single = |text: &str| {
+            tokenizer
+                .single_token(text)
+                .expect("checked above: every marker is a single token")
+        };
+        let eos = single(taper_model::EOS);
+        let think_end = single("</think>");
         let start = Instant::now();
         let env = TokenEnv::new(tokenizer.hf(), rows, eos)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;

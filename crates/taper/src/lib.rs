@@ -15,10 +15,11 @@
 //!
 //! # Example
 //!
-//! A typed tool, registered and run by an agent (here on a tiny random-weight
-//! model, so the answer is noise; the loop, the grammar and the tool are real):
+//! A typed tool, registered and run by an agent. The hidden lines write a tiny
+//! random-weight model with the real tokenizer, so the answer is noise; the loop,
+//! the grammar and the tool are real, and with a real model only the path changes:
 //!
-//! ```no_run
+//! ```
 //! use schemars::JsonSchema;
 //! use serde::Deserialize;
 //! use taper::{Agent, Decoder, Tool, ToolContext, ToolError, async_trait};
@@ -54,9 +55,18 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> Result<(), taper::Error> {
-//! let decoder = Decoder::load("DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf")?;
-//! let agent = Agent::builder(&decoder).tool(Population).build()?;
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let path = dir.path().join("DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf");
+//! # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/cache/r1_qwen3.tokenizer.json");
+//! # let config = taper_model::Preset::Tiny.config(taper_model::Architecture::Qwen3, Some(151_936));
+//! # taper_model::ModelWriter::new(config).tokenizer_json(std::fs::read_to_string(tokenizer)?).write_gguf(&path)?;
+//! let decoder = Decoder::load(&path)?;
+//! let agent = Agent::builder(&decoder)
+//!     .tool(Population)
+//!     .thinking_budget(16)
+//!     .max_answer_tokens(16)
+//!     .build()?;
 //! let answer = agent.run("How many people live in Paris?").await?;
 //! for step in &answer.steps {
 //!     for call in &step.calls {

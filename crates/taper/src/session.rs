@@ -26,18 +26,31 @@ use crate::stream::{EventStream, Sink};
 ///
 /// # Example
 ///
-/// ```no_run
+/// (The hidden lines write a tiny random-weight Llama model with the real
+/// tokenizer; with a real model file only the path changes.)
+///
+/// ```
 /// use taper::{Agent, Decoder};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), taper::Error> {
-/// let decoder = Decoder::load("DeepSeek-R1-Distill-Llama-8B-Q4_K_M.gguf")?;
-/// let agent = Agent::builder(&decoder).context(8192).build()?;
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("DeepSeek-R1-Distill-Llama-8B-Q4_K_M.gguf");
+/// # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/cache/r1_llama.tokenizer.json");
+/// # let config = taper_model::Preset::Tiny.config(taper_model::Architecture::Llama, Some(128_256));
+/// # taper_model::ModelWriter::new(config).tokenizer_json(std::fs::read_to_string(tokenizer)?).write_gguf(&path)?;
+/// let decoder = Decoder::load(&path)?;
+/// let agent = Agent::builder(&decoder)
+///     .context(2048)
+///     .thinking_budget(8)
+///     .max_answer_tokens(8)
+///     .build()?;
 /// let mut session = agent.session()?;
 /// let first = session.run("Name a prime above 100.").await?;
 /// let second = session.run("And the next one?").await?;
 /// // The second run prefilled only what the cache had not seen.
 /// assert!(second.usage.prefilled_tokens < second.usage.prompt_tokens);
+/// assert_eq!(session.history().len(), 4);
 /// # let _ = first;
 /// # Ok(())
 /// # }

@@ -42,14 +42,19 @@ type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<Answer>> + Send + 'a>>;
 ///
 /// # Example
 ///
-/// ```no_run
+/// ```
 /// use futures_util::StreamExt;
 /// use taper::{Agent, Decoder, Event};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), taper::Error> {
-/// let decoder = Decoder::load("DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf")?;
-/// let agent = Agent::builder(&decoder).build()?;
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let path = dir.path().join("DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf");
+/// # let tokenizer = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/cache/r1_qwen3.tokenizer.json");
+/// # let config = taper_model::Preset::Tiny.config(taper_model::Architecture::Qwen3, Some(151_936));
+/// # taper_model::ModelWriter::new(config).tokenizer_json(std::fs::read_to_string(tokenizer)?).write_gguf(&path)?;
+/// let decoder = Decoder::load(&path)?;
+/// let agent = Agent::builder(&decoder).thinking_budget(16).max_answer_tokens(16).build()?;
 /// let mut events = agent.stream("Why is the sky blue?");
 /// while let Some(event) = events.next().await {
 ///     match event? {
