@@ -251,8 +251,14 @@ impl ChatFormat {
             out.push_str(OUTPUTS_END);
         }
         if open_turn {
-            let after_user = matches!(messages.last(), Some(Message::User(_)));
-            if llama && after_user {
+            // After a user turn the Qwen3 template has written `<｜Assistant｜>`
+            // already; after tool outputs the model continues without it.
+            let assistant = match messages.last() {
+                Some(Message::User(_)) => llama,
+                Some(Message::Tool(_)) => false,
+                Some(Message::Assistant(_)) | None => true,
+            };
+            if assistant {
                 out.push_str(ASSISTANT);
             }
             out.push_str(THINK_OPEN);
@@ -313,6 +319,17 @@ mod tests {
             let text = format.render(None, &conversation()[..3], true);
             assert!(
                 text.ends_with("<｜tool▁outputs▁end｜><think>\n"),
+                "{format:?}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_turn_after_an_answer_opens_with_the_assistant_marker() {
+        for format in [ChatFormat::R1Qwen3, ChatFormat::R1DistillLlama] {
+            let text = format.render(None, &conversation(), true);
+            assert!(
+                text.ends_with("<｜end▁of▁sentence｜><｜Assistant｜><think>\n"),
                 "{format:?}: {text}"
             );
         }

@@ -489,6 +489,14 @@ fn cases(format: ChatFormat) -> Vec<Case> {
             qwen3: &[],
         },
         Case {
+            name: "a new assistant turn right after an answer",
+            system: None,
+            messages: vec![user("Hi"), answer(Some("x"), "\n\nHello.")],
+            open_turn: true,
+            llama: &[],
+            qwen3: &[ReasoningOpening],
+        },
+        Case {
             name: "multi-turn, then a new question",
             system: None,
             messages: vec![
