@@ -19,6 +19,11 @@ pub trait Backend: Send + Sync + 'static {
     /// A new, empty sequence holding up to `context` tokens (`None`: the model's
     /// default).
     fn new_sequence(&self, context: Option<usize>) -> Result<Box<dyn Sequence>>;
+
+    /// The longest context the model supports, if it says.
+    fn max_context(&self) -> Option<usize> {
+        None
+    }
 }
 
 /// One sequence of a [`Backend`]: a conversation's cache.
@@ -63,6 +68,10 @@ impl Backend for ModelBackend {
             model: Arc::clone(&self.model),
             cache,
         }))
+    }
+
+    fn max_context(&self) -> Option<usize> {
+        Some(self.model.config().max_context)
     }
 }
 

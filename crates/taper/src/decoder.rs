@@ -180,6 +180,11 @@ impl Decoder {
         self.inner.format
     }
 
+    /// The longest context the model supports, if its backend says.
+    pub fn max_context(&self) -> Option<usize> {
+        self.inner.backend.max_context()
+    }
+
     /// Logits per position (the model's embedding rows).
     pub fn vocab_size(&self) -> usize {
         self.inner.env.vocab_size()

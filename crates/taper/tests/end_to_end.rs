@@ -318,6 +318,7 @@ async fn concurrent_sessions_get_what_they_get_alone() {
         .load()
         .unwrap();
     assert_eq!(decoder.format(), ChatFormat::R1Qwen3);
+    assert_eq!(decoder.max_context(), Some(8192));
     let tasks = ["Add 2 and 2.", "Look up book 7.", "What is 1/3 + 1/6?"];
     let agents: Vec<Agent> = (0..3)
         .map(|seed| {
