@@ -1,0 +1,196 @@
+//! What `run` and `chat` share: the model and agent options, loading the model
+//! (with a progress bar on a terminal) and building the agent.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use taper::{Agent, Decoder, SamplerConfig, ToolBox};
+use taper_calculator::Calculator;
+use taper_python::PythonTool;
+
+use crate::error::CliError;
+
+/// The tools `--tool` can name.
+pub const KNOWN_TOOLS: [&str; 2] = ["calculator", "python"];
+
+/// Which model to load.
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// The model: a GGUF file, or a Hugging Face directory (config.json,
+    /// safetensors and tokenizer.json).
+    #[arg(long, value_name = "FILE.gguf|DIR")]
+    pub model: Option<PathBuf>,
+    /// A tokenizer.json to use instead of the model's own.
+    #[arg(long, value_name = "FILE")]
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// How the agent runs.
+#[derive(Debug, Args)]
+pub struct AgentArgs {
+    /// A tool the model may call: calculator or python (repeat for several).
+    #[arg(long = "tool", value_name = "NAME")]
+    pub tools: Vec<String>,
+    /// Model turns per task; the last one may only answer.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_steps: u32,
+    /// Reasoning tokens per step, after which the reasoning is closed.
+    #[arg(long, value_name = "N")]
+    pub think_budget: Option<usize>,
+    /// Tokens the answer may take before it is cut.
+    #[arg(long, value_name = "N")]
+    pub answer_budget: Option<usize>,
+    /// Sampling temperature; 0 always takes the most likely token.
+    #[arg(long, default_value_t = 0.6, value_parser = parse_temperature)]
+    pub temperature: f32,
+    /// Seed of the sampler: the same seed gives the same run.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Context of the conversation in tokens [default: the model's, capped by the
+    /// memory available].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub context: Option<u64>,
+    /// Text that opens the system prompt, before the tool descriptions.
+    #[arg(long, value_name = "TEXT")]
+    pub system: Option<String>,
+}
+
+/// A temperature: a finite number, at least 0.
+fn parse_temperature(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!("`{text}` is not a temperature (a number >= 0)")),
+    }
+}
+
+/// A tool `--tool` named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ToolName {
+    Calculator,
+    Python,
+}
+
+/// The model path, or the usage error that says one is needed.
+pub fn model_path(args: &ModelArgs) -> Result<PathBuf, CliError> {
+    args.model.clone().ok_or(CliError::NoModel)
+}
+
+/// Checks the `--tool` names (duplicates count once).
+fn tool_names(names: &[String]) -> Result<Vec<ToolName>, CliError> {
+    let mut tools = Vec::new();
+    for name in names {
+        let tool = match name.as_str() {
+            "calculator" => ToolName::Calculator,
+            "python" => ToolName::Python,
+            _ => {
+                return Err(CliError::UnknownTool {
+                    name: name.clone(),
+                    known: KNOWN_TOOLS.join(", "),
+                });
+            }
+        };
+        if !tools.contains(&tool) {
+            tools.push(tool);
+        }
+    }
+    Ok(tools)
+}
+
+/// Everything checked before the model loads: the model path and the tools.
+pub struct Plan {
+    model: PathBuf,
+    tokenizer: Option<PathBuf>,
+    tools: Vec<ToolName>,
+}
+
+impl Plan {
+    /// Checks the usage first (a model path, known tools), so that a mistake is
+    /// reported before anything slow starts.
+    pub fn new(model: &ModelArgs, agent: &AgentArgs) -> Result<Plan, CliError> {
+        Ok(Plan {
+            model: model_path(model)?,
+            tokenizer: model.tokenizer.clone(),
+            tools: tool_names(&agent.tools)?,
+        })
+    }
+
+    /// Loads the model, with a progress bar when standard error is a terminal.
+    /// Blocking.
+    pub fn load(&self) -> Result<Decoder, CliError> {
+        let mut builder = Decoder::builder(&self.model);
+        if let Some(tokenizer) = &self.tokenizer {
+            builder = builder.tokenizer(tokenizer);
+        }
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(0);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{msg} [{bar:40}] {percent}% of {human_len} parameters, eta {eta}",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            bar.set_message(format!("loading {}", self.model.display()));
+            bar
+        });
+        if let Some(bar) = &bar {
+            let bar = bar.clone();
+            builder = builder.progress(move |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            });
+        }
+        let decoder = builder.load();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        decoder.map_err(|source| CliError::Load {
+            path: self.model.clone(),
+            source,
+        })
+    }
+
+    /// Makes the planned tools (the Python sandbox is checked here, before the
+    /// model loads).
+    pub async fn tools(&self) -> Result<ToolBox, CliError> {
+        let mut tools = ToolBox::new();
+        for tool in &self.tools {
+            let registered = match tool {
+                ToolName::Calculator => tools.register(Calculator::new()),
+                ToolName::Python => tools.register(
+                    PythonTool::new()
+                        .await
+                        .map_err(CliError::Python)?
+                        .persistent(),
+                ),
+            };
+            registered.map_err(|e| CliError::Agent(e.into()))?;
+        }
+        Ok(tools)
+    }
+}
+
+/// Builds the agent on a loaded model with `tools` and the options of `args`.
+pub fn build_agent(decoder: &Decoder, tools: ToolBox, args: &AgentArgs) -> Result<Agent, CliError> {
+    let mut builder = Agent::builder(decoder)
+        .tools(tools)
+        .max_steps(args.max_steps as usize)
+        .sampling(
+            SamplerConfig::default()
+                .temperature(args.temperature)
+                .seed(args.seed),
+        );
+    if let Some(n) = args.think_budget {
+        builder = builder.thinking_budget(n);
+    }
+    if let Some(n) = args.answer_budget {
+        builder = builder.max_answer_tokens(n);
+    }
+    if let Some(n) = args.context {
+        builder = builder.context(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+    if let Some(text) = &args.system {
+        builder = builder.system_prompt(text.clone());
+    }
+    builder.build().map_err(CliError::Agent)
+}

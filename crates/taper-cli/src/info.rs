@@ -1,0 +1,254 @@
+//! `taper info`: what a GGUF model is and how much memory it needs, read from its
+//! header without loading the weights.
+
+use std::fs::File;
+use std::io::{BufReader, Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use taper_model::gguf::{GgufHeader, TensorType};
+use taper_model::{KvDtype, ModelConfig};
+
+use crate::error::CliError;
+
+/// The example `taper info --help` shows.
+pub const EXAMPLE: &str = "Example:\n  taper info --model DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf\n\nThe memory table adds the weights and an f16 KV cache for each context, and\ncompares the sum with the memory available now.";
+
+/// Arguments of `taper info`.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// The GGUF model file.
+    #[arg(long, value_name = "FILE.gguf")]
+    pub model: PathBuf,
+}
+
+/// What `info` reads from a file's header.
+struct Summary {
+    config: ModelConfig,
+    /// Tensor types with their tensor count and bytes, most bytes first.
+    types: Vec<(TensorType, usize, u64)>,
+    weight_bytes: u64,
+    name: Option<String>,
+}
+
+/// Prints the model's description and memory table.
+pub fn info(args: &InfoArgs) -> Result<(), CliError> {
+    let summary = read_summary(&args.model).map_err(|source| CliError::Inspect {
+        path: args.model.clone(),
+        source,
+    })?;
+    let text = render(&args.model, &summary, taper_model::available_memory());
+    std::io::stdout()
+        .write_all(text.as_bytes())
+        .map_err(CliError::Output)
+}
+
+/// Reads the header, the config it describes and the tensor types.
+fn read_summary(path: &Path) -> taper_model::Result<Summary> {
+    let io = |e| taper_model::Error::Io {
+        path: path.to_owned(),
+        source: e,
+    };
+    let mut file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let header = GgufHeader::read(BufReader::new(&mut file), len)?;
+    let embedding = header
+        .tensor("token_embd.weight")
+        .ok_or_else(|| taper_model::Error::MissingTensor("token_embd.weight".into()))?;
+    let rows = embedding.shape().first().copied().unwrap_or(0);
+    let tied = header.tensor("output.weight").is_none();
+    let rope_freqs = match header.tensor("rope_freqs.weight") {
+        None => None,
+        Some(t) if t.kind != TensorType::F32 => {
+            return Err(taper_model::Error::UnsupportedTensorType {
+                tensor: t.name.clone(),
+                kind: t.kind.to_string(),
+            });
+        }
+        Some(t) => {
+            let mut bytes = vec![0u8; usize::try_from(t.size).unwrap_or(usize::MAX)];
+            file.seek(SeekFrom::Start(t.offset)).map_err(io)?;
+            file.read_exact(&mut bytes).map_err(io)?;
+            Some(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            )
+        }
+    };
+    let config = ModelConfig::from_gguf(&header, rows, tied, rope_freqs)?;
+    let mut types: Vec<(TensorType, usize, u64)> = Vec::new();
+    for t in &header.tensors {
+        match types.iter_mut().find(|(kind, _, _)| *kind == t.kind) {
+            Some((_, count, bytes)) => {
+                *count += 1;
+                *bytes += t.size;
+            }
+            None => types.push((t.kind, 1, t.size)),
+        }
+    }
+    types.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.name().cmp(b.0.name())));
+    Ok(Summary {
+        weight_bytes: header.tensors.iter().map(|t| t.size).sum(),
+        name: header
+            .get("general.name")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        config,
+        types,
+    })
+}
+
+/// The contexts of the memory table: 1k, 4k, 8k, 16k, ... below the model's
+/// maximum, then the maximum itself.
+fn contexts(max: usize) -> Vec<usize> {
+    let mut out: Vec<usize> = [1024, 4096]
+        .into_iter()
+        .chain(std::iter::successors(Some(8192usize), |n| n.checked_mul(2)))
+        .take_while(|&n| n < max)
+        .collect();
+    out.push(max);
+    out
+}
+
+/// The whole report, as printed.
+fn render(path: &Path, s: &Summary, available: Option<u64>) -> String {
+    let c = &s.config;
+    let mut out = String::new();
+    let mut row = |key: &str, value: String| out.push_str(&format!("{key:<14}{value}\n"));
+    row("model", path.display().to_string());
+    if let Some(name) = &s.name {
+        row("name", name.clone());
+    }
+    row(
+        "architecture",
+        format!(
+            "{}: {} layers, hidden {}, {} heads ({} kv, dim {}), FFN {}, vocab {}",
+            c.architecture.gguf_name(),
+            c.num_layers,
+            c.hidden_size,
+            c.num_heads,
+            c.num_kv_heads,
+            c.head_dim,
+            c.intermediate_size,
+            c.vocab_size
+        ),
+    );
+    row("parameters", count(c.parameter_count()));
+    let types: Vec<String> = s
+        .types
+        .iter()
+        .map(|(kind, n, bytes)| {
+            let noun = if *n == 1 { "tensor" } else { "tensors" };
+            format!("{kind} ({n} {noun}, {})", size(*bytes))
+        })
+        .collect();
+    row("quantization", types.join(", "));
+    row("weights", size(s.weight_bytes));
+    row("max context", format!("{} tokens", c.max_context));
+    row(
+        "available",
+        available.map_or_else(|| "unknown".to_owned(), size),
+    );
+    out.push('\n');
+    let kv = c.kv_bytes_per_token(KvDtype::F16.bytes());
+    out.push_str(&format!(
+        "{:>8}  {:>12}  {:>14}  {:>12}  {}\n",
+        "context", "weights", "KV cache (f16)", "total", "memory"
+    ));
+    for n in contexts(c.max_context) {
+        let cache = kv.saturating_mul(n as u64);
+        let total = s.weight_bytes.saturating_add(cache);
+        let fits = match available {
+            Some(avail) if total <= avail => "fits",
+            Some(_) => "does not fit",
+            None => "unknown",
+        };
+        out.push_str(&format!(
+            "{n:>8}  {:>12}  {:>14}  {:>12}  {fits}\n",
+            size(s.weight_bytes),
+            size(cache),
+            size(total)
+        ));
+    }
+    out
+}
+
+/// Bytes in binary units.
+fn size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.2} {}", UNITS[unit])
+    }
+}
+
+/// A parameter count: 8.03 B, 78.5 M.
+fn count(n: u64) -> String {
+    let n = n as f64;
+    if n >= 1e9 {
+        format!("{:.2} B", n / 1e9)
+    } else if n >= 1e6 {
+        format!("{:.1} M", n / 1e6)
+    } else if n >= 1e3 {
+        format!("{:.1} K", n / 1e3)
+    } else {
+        format!("{n}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contexts_double_up_to_the_maximum() {
+        assert_eq!(contexts(2048), vec![1024, 2048]);
+        assert_eq!(contexts(4096), vec![1024, 4096]);
+        assert_eq!(
+            contexts(131_072),
+            vec![1024, 4096, 8192, 16384, 32768, 65536, 131_072]
+        );
+        assert_eq!(contexts(512), vec![512]);
+        assert_eq!(contexts(10_000), vec![1024, 4096, 8192, 10_000]);
+    }
+
+    #[test]
+    fn sizes_and_counts_read_naturally() {
+        assert_eq!(size(512), "512 B");
+        assert_eq!(size(3 << 29), "1.50 GiB");
+        assert_eq!(count(8_030_261_248), "8.03 B");
+        assert_eq!(count(78_500_000), "78.5 M");
+    }
+
+    #[test]
+    fn the_table_marks_what_fits() {
+        let config = taper_model::Preset::Full8B.config(taper_model::Architecture::Qwen3, None);
+        let summary = Summary {
+            config,
+            types: vec![(TensorType::Q4K, 10, 4 << 30)],
+            weight_bytes: 4 << 30,
+            name: None,
+        };
+        // 8 GiB: the weights and the short contexts fit, the long ones do not.
+        let text = render(Path::new("m.gguf"), &summary, Some(8 << 30));
+        let row = |n: &str| {
+            text.lines()
+                .find(|l| l.trim_start().starts_with(n))
+                .unwrap_or_default()
+                .to_owned()
+        };
+        assert!(row("1024 ").ends_with("  fits"), "{text}");
+        assert!(row("131072 ").ends_with("does not fit"), "{text}");
+        assert!(text.contains("qwen3: 36 layers"), "{text}");
+        assert!(text.contains("Q4_K (10 tensors, 4.00 GiB)"), "{text}");
+    }
+}

@@ -1,0 +1,283 @@
+//! The `taper` binary, driven as a user drives it: exit codes, messages, and a whole
+//! make-model, info and run on a tiny random-weight model with the real tokenizer.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+const TOKENIZER: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../fixtures/cache/r1_qwen3.tokenizer.json"
+);
+
+/// Runs `taper` with `args`.
+fn taper(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_taper"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .expect("the taper binary runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the error report's shape: `error: ...` first, no panic or debug dump.
+fn assert_clean_error(out: &Output) {
+    let err = stderr(out);
+    assert!(err.starts_with("error: "), "stderr: {err}");
+    for bad in ["panicked", "backtrace", "RUST_BACKTRACE", "{ ", "Os {"] {
+        assert!(!err.contains(bad), "stderr has `{bad}`: {err}");
+    }
+    for line in err.lines().skip(1) {
+        assert!(line.starts_with("  caused by: "), "stderr line `{line}`");
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("temporary paths are UTF-8")
+}
+
+/// A few pseudo-random bytes from a fixed seed (xorshift).
+fn noise(len: usize, mut state: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+#[test]
+fn help_lists_the_subcommands_and_each_shows_an_example() {
+    let out = taper(&["--help"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for command in ["run", "chat", "info", "make-model"] {
+        assert!(
+            text.lines()
+                .any(|l| l.trim_start().starts_with(&format!("{command} "))),
+            "`{command}` missing from:\n{text}"
+        );
+    }
+    for command in ["run", "chat", "info", "make-model"] {
+        let out = taper(&[command, "--help"]);
+        assert!(out.status.success(), "{command} --help failed");
+        let text = stdout(&out);
+        assert!(
+            text.contains(&format!("Example:\n  taper {command} ")),
+            "{command} --help has no example:\n{text}"
+        );
+    }
+}
+
+#[test]
+fn run_without_a_model_is_a_usage_error() {
+    let out = taper(&["run", "What is 2 + 2?"]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    assert_clean_error(&out);
+    assert!(stderr(&out).contains("a model path is needed"));
+    assert!(stderr(&out).contains("--model"));
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn an_unknown_tool_is_a_usage_error_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("absent.gguf");
+    let out = taper(&[
+        "run",
+        "--model",
+        path_str(&model),
+        "--tool",
+        "calculator",
+        "--tool",
+        "abacus",
+        "hi",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    assert_clean_error(&out);
+    let err = stderr(&out);
+    assert!(err.contains("`abacus`"), "{err}");
+    assert!(err.contains("calculator, python"), "{err}");
+}
+
+#[test]
+fn bad_option_values_are_usage_errors() {
+    for args in [
+        &["run", "--model", "m.gguf", "--max-steps", "0", "hi"][..],
+        &["run", "--model", "m.gguf", "--temperature", "-1", "hi"],
+        &["run", "--model", "m.gguf", "--context", "0", "hi"],
+        &["make-model", "--arch", "qwen3", "--quant", "q3_x"],
+        &["info"],
+    ] {
+        let out = taper(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn a_missing_model_file_is_a_runtime_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("no-such-model.gguf");
+    for args in [
+        vec!["run", "--model", path_str(&model), "hi"],
+        vec!["info", "--model", path_str(&model)],
+    ] {
+        let out = taper(&args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert_clean_error(&out);
+        let err = stderr(&out);
+        assert!(err.contains(path_str(&model)), "{err}");
+        assert!(err.contains("No such file"), "{err}");
+    }
+}
+
+#[test]
+fn a_corrupt_model_file_is_a_runtime_error_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let random = dir.path().join("random.gguf");
+    std::fs::write(&random, noise(100, 0x9e37_79b9_7f4a_7c15)).unwrap();
+    // A real magic and version, then noise: the header parser has to refuse it.
+    let truncated = dir.path().join("truncated.gguf");
+    let mut bytes = b"GGUF\x03\x00\x00\x00".to_vec();
+    bytes.extend(noise(92, 42));
+    std::fs::write(&truncated, bytes).unwrap();
+    for model in [&random, &truncated] {
+        for args in [
+            vec![
+                "run",
+                "--model",
+                path_str(model),
+                "--tool",
+                "calculator",
+                "hi",
+            ],
+            vec!["info", "--model", path_str(model)],
+        ] {
+            let out = taper(&args);
+            assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+            assert_clean_error(&out);
+            let err = stderr(&out);
+            assert!(err.contains(path_str(model)), "{err}");
+            assert!(err.contains("GGUF"), "{err}");
+        }
+    }
+}
+
+/// Writes the tiny Qwen3 model with the real tokenizer into `dir`.
+fn make_tiny_model(dir: &Path) -> PathBuf {
+    assert!(
+        Path::new(TOKENIZER).exists(),
+        "{TOKENIZER} is missing: run scripts/fetch-fixtures.sh"
+    );
+    let model = dir.join("tiny-qwen3.gguf");
+    let out = taper(&[
+        "make-model",
+        "--arch",
+        "qwen3",
+        "--preset",
+        "tiny",
+        "--quant",
+        "q4_k_m",
+        "--tokenizer",
+        TOKENIZER,
+        "--seed",
+        "7",
+        "-o",
+        path_str(&model),
+    ]);
+    assert!(out.status.success(), "make-model: {}", stderr(&out));
+    assert!(model.metadata().unwrap().len() > 1 << 20);
+    model
+}
+
+#[test]
+fn make_model_then_info_then_a_json_run_with_the_calculator() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = make_tiny_model(dir.path());
+
+    let out = taper(&["info", "--model", path_str(&model)]);
+    assert!(out.status.success(), "info: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("qwen3: 2 layers"), "{text}");
+    assert!(text.contains("vocab 151936"), "{text}");
+    assert!(text.contains("Q4_K (") && text.contains("Q6_K ("), "{text}");
+    assert!(text.contains("max context   2048 tokens"), "{text}");
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("context"))
+        .skip(1)
+        .collect();
+    let contexts: Vec<&str> = table
+        .iter()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(contexts, ["1024", "2048"], "{text}");
+    for row in &table {
+        assert!(
+            row.ends_with("fits") || row.ends_with("does not fit") || row.ends_with("unknown"),
+            "{row}"
+        );
+    }
+
+    let out = taper(&[
+        "run",
+        "--model",
+        path_str(&model),
+        "--json",
+        "--think-budget",
+        "8",
+        "--answer-budget",
+        "8",
+        "--max-steps",
+        "2",
+        "--tool",
+        "calculator",
+        "What is 17 * 23?",
+    ]);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let text = stdout(&out);
+    let events: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}` is not JSON: {e}")))
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().expect("every line has an event"))
+        .collect();
+    assert_eq!(kinds.last(), Some(&"done"), "{text}");
+    assert_eq!(kinds[kinds.len() - 2], "usage", "{text}");
+    assert!(kinds.contains(&"thinking"), "{text}");
+    let done = events.last().unwrap();
+    let answer: String = events
+        .iter()
+        .filter(|e| e["event"] == "answer")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(done["answer"].as_str(), Some(answer.trim_start()), "{text}");
+    let steps = done["steps"].as_u64().unwrap();
+    assert!((1..=2).contains(&steps), "{text}");
+    let usage = &events[events.len() - 2];
+    assert!(usage["generated_tokens"].as_u64().unwrap() > 0, "{text}");
+    // Every call the grammar let through reached the calculator and was answered.
+    let calls = kinds.iter().filter(|k| **k == "tool_call").count();
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "tool_result")
+        .collect();
+    assert_eq!(calls, results.len(), "{text}");
+    for result in results {
+        assert_eq!(result["name"], "calculator", "{text}");
+        assert!(result["ok"].is_boolean(), "{text}");
+    }
+}
