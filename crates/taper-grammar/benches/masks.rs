@@ -1,24 +1,42 @@
-//! Mask cost per token on both real vocabularies, grammar compile time and token
-//! environment build time. Prints a table; run with `cargo bench -p taper-grammar`.
+//! Mask cost per token on both real vocabularies, its share of a decode step of the
+//! 8B-shaped Q4_K_M random model, grammar compile time and token environment build
+//! time. Prints tables; run with `cargo bench -p taper-grammar`.
 //!
 //! Tokens come from seeded random logits under each grammar (the generation itself is
-//! not timed, only `Constraint::mask`, which computes the allowed set and writes
-//! `-inf` into the logits). Targets: mean <= 50 us and p99 <= 1 ms per mask; compile
-//! of the 10-tool turn grammar <= 10 ms.
+//! not timed, only `Constraint::mask` and `Constraint::commit`). Targets: mean <= 50 us
+//! and p99 <= 1 ms per token; under 2% of a decode step; compile of the 10-tool turn
+//! grammar <= 10 ms.
+//!
+//! The decode step is the model's forward pass for one token after a short prefill, on
+//! the random Llama-8B-shaped Q4_K_M file that taper-model's decode benchmark uses
+//! (`bench-cache/llama-8b-q4_k_m.gguf`, written there when missing: a few minutes and
+//! 4.6 GiB). Loading it takes about 5 GiB of memory; `TAPER_BENCH_SKIP_DECODE=1` skips
+//! this part.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::types::{Calc, Command, Event, Lookup, Node, Options, Rich, Search, Shape, Verdict};
 use common::{RandomLogits, Rng, Timings, Vocab, eos_of, generate, tokenizer};
 use schemars::{JsonSchema as Derive, schema_for};
 use taper_grammar::{JsonGrammar, JsonSchema, TokenEnv, TurnGrammar, TurnGrammarBuilder};
+use taper_model::{
+    Architecture, CacheOptions, LoadOptions, LogitsFor, Model, ModelWriter, Preset, Quant,
+};
 
 /// Runs per grammar and the token cap per run.
 const RUNS: u64 = 40;
 const CAP: usize = 600;
+
+/// Prompt tokens prefilled before the timed decode steps.
+const PREFILL: usize = 32;
+/// Decode steps timed (after one untimed step).
+const DECODE_STEPS: usize = 8;
+/// Set to skip loading the 8B-shaped model.
+const SKIP_DECODE: &str = "TAPER_BENCH_SKIP_DECODE";
 
 fn schema<T: Derive>() -> JsonSchema {
     match JsonSchema::new(schema_for!(T).to_value()) {
@@ -78,6 +96,86 @@ fn measure(
         timings,
         capped,
     }
+}
+
+/// The 8B-shaped Q4_K_M random file shared with taper-model's decode benchmark.
+fn decode_model_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench-cache/llama-8b-q4_k_m.gguf")
+}
+
+/// Writes the file the way taper-model's decode benchmark does (same preset, mix and
+/// seed), unless it is there.
+fn ensure_decode_model(path: &Path) -> Result<(), String> {
+    if path.exists() {
+        return Ok(());
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    eprintln!("writing {} (4.6 GiB, a few minutes)...", path.display());
+    let tmp = path.with_extension("partial");
+    ModelWriter::new(Preset::Full8B.config(Architecture::Llama, None))
+        .quant(Quant::Q4KM)
+        .seed(8)
+        .pooled_blocks(true)
+        .write_gguf(&tmp)
+        .map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// One decode step of the 8B-shaped model: the median and mean forward time of one
+/// token, and the threads it ran on.
+struct DecodeStep {
+    median: Duration,
+    mean: Duration,
+    threads: String,
+}
+
+fn measure_decode() -> Result<DecodeStep, String> {
+    if std::env::var_os(SKIP_DECODE).is_some_and(|v| !v.is_empty() && v != "0") {
+        return Err(format!("skipped ({SKIP_DECODE} is set)"));
+    }
+    let path = decode_model_path();
+    ensure_decode_model(&path)?;
+    eprintln!("loading {}...", path.display());
+    let model = Model::load(&path, &LoadOptions::new())
+        .map_err(|e| format!("loading {}: {e}", path.display()))?;
+    let vocab = model.config().vocab_size as u64;
+    let prompt: Vec<u32> = (0..PREFILL as u64)
+        .map(|i| ((i * 2_654_435_761) % vocab) as u32)
+        .collect();
+    let mut cache = model
+        .new_cache(CacheOptions::new().context(PREFILL + DECODE_STEPS + 1))
+        .map_err(|e| e.to_string())?;
+    let greedy = |logits: &[f32]| {
+        let best = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        logits.iter().position(|&l| l == best).unwrap_or(0) as u32
+    };
+    let step = |token: u32, cache: &mut taper_model::KvCache| {
+        model
+            .forward(&[token], cache, LogitsFor::Last)
+            .map(|l| greedy(l.last()))
+            .map_err(|e| e.to_string())
+    };
+    let logits = model
+        .forward(&prompt, &mut cache, LogitsFor::Last)
+        .map_err(|e| e.to_string())?;
+    let mut next = step(greedy(logits.last()), &mut cache)?;
+    let mut times = Vec::with_capacity(DECODE_STEPS);
+    for _ in 0..DECODE_STEPS {
+        let start = Instant::now();
+        next = step(next, &mut cache)?;
+        times.push(start.elapsed());
+    }
+    times.sort();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| {
+        std::thread::available_parallelism().map_or_else(|_| "?".into(), |n| n.to_string())
+    });
+    Ok(DecodeStep {
+        median: times[times.len() / 2],
+        mean: times.iter().sum::<Duration>() / times.len() as u32,
+        threads,
+    })
 }
 
 fn main() {
@@ -155,17 +253,20 @@ fn main() {
         ));
         builds.push((vocab, env_time, ten_median, ten_max, two_median, two_max));
     }
+    let decode = measure_decode();
 
     println!();
     println!(
         "grammar time per sampled token: mask() (writes -inf into the logits) + commit() \
          (feeds the token, commits forced tokens, computes the next allowed set); \
-         thread CPU time, and the wall-clock mean beside it"
+         thread CPU time, and the wall-clock mean beside it; the last column is the \
+         wall-clock mean as a share of one decode step (below)"
     );
     println!(
-        "| vocab | grammar | tokens | mean us | p50 us | p99 us | max us | wall mean us | mask() wall mean us | runs at cap |"
+        "| vocab | grammar | tokens | mean us | p50 us | p99 us | max us | wall mean us | mask() wall mean us | runs at cap | / decode step % |"
     );
-    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut worst: Option<(f64, &Row)> = None;
     for row in &rows {
         let t = &row.timings;
         let mut cpu = t.cpu.clone();
@@ -173,9 +274,17 @@ fn main() {
         let n = cpu.len();
         let mean = |v: &[Duration]| v.iter().map(|&d| us(d)).sum::<f64>() / n as f64;
         let wall: Vec<Duration> = t.mask.iter().zip(&t.commit).map(|(a, b)| *a + *b).collect();
+        let wall_mean = mean(&wall);
+        if worst.is_none_or(|(w, _)| wall_mean > w) {
+            worst = Some((wall_mean, row));
+        }
+        let share = match &decode {
+            Ok(step) => format!("{:.2}", 100.0 * wall_mean / us(step.median)),
+            Err(_) => "-".into(),
+        };
         let pct = |p: f64| us(cpu[((n as f64 * p) as usize).min(n - 1)]);
         println!(
-            "| {:?} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{} |",
+            "| {:?} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{} | {share} |",
             row.vocab,
             row.what,
             n,
@@ -183,11 +292,33 @@ fn main() {
             pct(0.5),
             pct(0.99),
             us(cpu[n - 1]),
-            mean(&wall),
+            wall_mean,
             mean(&t.mask),
             row.capped,
             RUNS
         );
+    }
+    println!();
+    match (&decode, worst) {
+        (Ok(step), Some((wall_mean, row))) => {
+            println!(
+                "decode step: one token's forward pass on the random Llama-8B-shaped Q4_K_M \
+                 model after a {PREFILL}-token prefill, {DECODE_STEPS} steps, {} threads: \
+                 median {:.1} ms, mean {:.1} ms",
+                step.threads,
+                step.median.as_secs_f64() * 1e3,
+                step.mean.as_secs_f64() * 1e3
+            );
+            println!(
+                "mask+commit / decode step = {:.2} % (the largest wall mean above, {:?} {}: \
+                 {wall_mean:.1} us, over the median step)",
+                100.0 * wall_mean / us(step.median),
+                row.vocab,
+                row.what
+            );
+        }
+        (Err(why), _) => println!("decode step: {why}"),
+        (Ok(_), None) => println!("decode step measured, but no grammar rows"),
     }
     println!();
     println!(

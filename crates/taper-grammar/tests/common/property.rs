@@ -77,8 +77,17 @@ pub const SCENARIOS: [&str; 7] = [
 
 /// Builds the named scenario.
 pub fn scenario(env: &TokenEnv, name: &'static str) -> Scenario {
+    scenario_with_budget(env, name, None)
+}
+
+/// Builds the named scenario with a thinking budget (the small-budget scenario keeps
+/// its own).
+pub fn scenario_with_budget(env: &TokenEnv, name: &'static str, budget: Option<usize>) -> Scenario {
     let tools = tools();
     let mut b: TurnGrammarBuilder = TurnGrammar::builder(env);
+    if let Some(tokens) = budget {
+        b = b.thinking_budget(tokens);
+    }
     for t in &tools {
         let schema = JsonSchema::new(t.schema.clone()).expect("tool schema compiles");
         b = b.tool(t.name, schema);
@@ -89,25 +98,25 @@ pub fn scenario(env: &TokenEnv, name: &'static str) -> Scenario {
         )
     };
     let (b, calls, answer, parallel, json, budget) = match name {
-        "tools" => (b, true, true, true, false, None),
-        "no tools" => (b.tools_allowed(false), false, true, true, false, None),
-        "tool required" => (b.require_tool_call(true), true, false, true, false, None),
+        "tools" => (b, true, true, true, false, budget),
+        "no tools" => (b.tools_allowed(false), false, true, true, false, budget),
+        "tool required" => (b.require_tool_call(true), true, false, true, false, budget),
         "single call" => (
             b.require_tool_call(true).parallel_calls(false),
             true,
             false,
             false,
             false,
-            None,
+            budget,
         ),
-        "json answer" => (b.answer(verdict()), true, true, true, true, None),
+        "json answer" => (b.answer(verdict()), true, true, true, true, budget),
         "json answer, no tools" => (
             b.tools_allowed(false).answer(verdict()),
             false,
             true,
             true,
             true,
-            None,
+            budget,
         ),
         "small thinking budget" => (b.thinking_budget(3), true, true, true, false, Some(3)),
         other => panic!("unknown scenario {other}"),
