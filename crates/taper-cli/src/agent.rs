@@ -4,9 +4,9 @@
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
-use taper::{Agent, Decoder, SamplerConfig, ToolBox};
+use taper::{Agent, Decoder, SamplerConfig, ToolBox, ToolChoice};
 use taper_calculator::Calculator;
 use taper_python::PythonTool;
 
@@ -33,6 +33,10 @@ pub struct AgentArgs {
     /// A tool the model may call: calculator or python (repeat for several).
     #[arg(long = "tool", value_name = "NAME")]
     pub tools: Vec<String>,
+    /// Whether the model may (auto), must (required: every step but the last) or
+    /// must not (none) call tools.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub tool_choice: ToolChoiceArg,
     /// Model turns per task; the last one may only answer.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_steps: u32,
@@ -55,6 +59,17 @@ pub struct AgentArgs {
     /// Text that opens the system prompt, before the tool descriptions.
     #[arg(long, value_name = "TEXT")]
     pub system: Option<String>,
+}
+
+/// `--tool-choice`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ToolChoiceArg {
+    /// The model decides at every step.
+    Auto,
+    /// Every step but the last calls a tool.
+    Required,
+    /// No tool calls.
+    None,
 }
 
 /// A temperature: a finite number, at least 0.
@@ -174,6 +189,11 @@ impl Plan {
 pub fn build_agent(decoder: &Decoder, tools: ToolBox, args: &AgentArgs) -> Result<Agent, CliError> {
     let mut builder = Agent::builder(decoder)
         .tools(tools)
+        .tool_choice(match args.tool_choice {
+            ToolChoiceArg::Auto => ToolChoice::Auto,
+            ToolChoiceArg::Required => ToolChoice::Required,
+            ToolChoiceArg::None => ToolChoice::None,
+        })
         .max_steps(args.max_steps as usize)
         .sampling(
             SamplerConfig::default()

@@ -6,6 +6,7 @@ use clap::Args;
 use futures_util::StreamExt as _;
 use taper::Error;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::signal::unix::{SignalKind, signal};
 
 use crate::agent::{AgentArgs, ModelArgs, Plan, build_agent};
 use crate::error::CliError;
@@ -47,6 +48,8 @@ pub fn chat(args: ChatArgs) -> Result<(), CliError> {
         let mut printer = Printer::new(args.json);
         let interactive = std::io::stdin().is_terminal();
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        // One listener for the whole chat, so that no Ctrl-C is missed between turns.
+        let mut interrupts = signal(SignalKind::interrupt()).map_err(CliError::Signal)?;
         let (mut turns, mut failed) = (0, 0);
         loop {
             if interactive {
@@ -55,7 +58,7 @@ pub fn chat(args: ChatArgs) -> Result<(), CliError> {
             let line = tokio::select! {
                 line = lines.next_line() => line.map_err(CliError::Input)?,
                 // Ctrl-C at the prompt ends the chat, as end of input does.
-                _ = tokio::signal::ctrl_c() => None,
+                Some(()) = interrupts.recv() => None,
             };
             let Some(line) = line else { break };
             let task = line.trim();
@@ -67,7 +70,7 @@ pub fn chat(args: ChatArgs) -> Result<(), CliError> {
             let outcome = loop {
                 let event = tokio::select! {
                     event = events.next() => event,
-                    _ = tokio::signal::ctrl_c() => {
+                    Some(()) = interrupts.recv() => {
                         events.cancel();
                         continue;
                     }
@@ -88,7 +91,9 @@ pub fn chat(args: ChatArgs) -> Result<(), CliError> {
                 Turn::Answered => {}
                 Turn::Cancelled => {
                     printer.finish_line()?;
-                    eprintln!("(cancelled)");
+                    // A note for the person at the terminal; standard output stays
+                    // the answers alone.
+                    let _ = writeln!(std::io::stderr(), "(cancelled)");
                 }
                 Turn::Failed => failed += 1,
             }

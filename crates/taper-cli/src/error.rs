@@ -75,6 +75,9 @@ pub enum CliError {
     /// Reading standard input failed.
     #[error("cannot read standard input")]
     Input(#[source] std::io::Error),
+    /// Ctrl-C cannot be caught.
+    #[error("cannot listen for Ctrl-C")]
+    Signal(#[source] std::io::Error),
     /// The async runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),

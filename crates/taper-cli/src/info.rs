@@ -29,6 +29,8 @@ struct Summary {
     types: Vec<(TensorType, usize, u64)>,
     weight_bytes: u64,
     name: Option<String>,
+    /// llama.cpp's name of the file's mix (`general.file_type`), where it has one.
+    mix: Option<&'static str>,
 }
 
 /// Prints the model's description and memory table.
@@ -95,8 +97,36 @@ fn read_summary(path: &Path) -> taper_model::Result<Summary> {
             .get("general.name")
             .and_then(|v| v.as_str())
             .map(str::to_owned),
+        mix: header
+            .get("general.file_type")
+            .and_then(|v| v.as_u64())
+            .and_then(file_type_name),
         config,
         types,
+    })
+}
+
+/// llama.cpp's name for a `general.file_type` (`llama_ftype`) value.
+fn file_type_name(id: u64) -> Option<&'static str> {
+    Some(match id {
+        0 => "F32",
+        1 => "F16",
+        2 => "Q4_0",
+        3 => "Q4_1",
+        7 => "Q8_0",
+        8 => "Q5_0",
+        9 => "Q5_1",
+        10 => "Q2_K",
+        11 => "Q3_K_S",
+        12 => "Q3_K_M",
+        13 => "Q3_K_L",
+        14 => "Q4_K_S",
+        15 => "Q4_K_M",
+        16 => "Q5_K_S",
+        17 => "Q5_K_M",
+        18 => "Q6_K",
+        32 => "BF16",
+        _ => return None,
     })
 }
 
@@ -144,7 +174,14 @@ fn render(path: &Path, s: &Summary, available: Option<u64>) -> String {
             format!("{kind} ({n} {noun}, {})", size(*bytes))
         })
         .collect();
-    row("quantization", types.join(", "));
+    let types = types.join(", ");
+    row(
+        "quantization",
+        match s.mix {
+            Some(mix) => format!("{mix}: {types}"),
+            None => types,
+        },
+    );
     row("weights", size(s.weight_bytes));
     row("max context", format!("{} tokens", c.max_context));
     row(
@@ -237,6 +274,7 @@ mod tests {
             types: vec![(TensorType::Q4K, 10, 4 << 30)],
             weight_bytes: 4 << 30,
             name: None,
+            mix: file_type_name(15),
         };
         // 8 GiB: the weights and the short contexts fit, the long ones do not.
         let text = render(Path::new("m.gguf"), &summary, Some(8 << 30));
@@ -249,6 +287,9 @@ mod tests {
         assert!(row("1024 ").ends_with("  fits"), "{text}");
         assert!(row("131072 ").ends_with("does not fit"), "{text}");
         assert!(text.contains("qwen3: 36 layers"), "{text}");
-        assert!(text.contains("Q4_K (10 tensors, 4.00 GiB)"), "{text}");
+        assert!(
+            text.contains("quantization  Q4_K_M: Q4_K (10 tensors, 4.00 GiB)"),
+            "{text}"
+        );
     }
 }

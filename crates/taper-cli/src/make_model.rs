@@ -1,7 +1,7 @@
 //! `taper make-model`: a random-weight model in the exact layout of the real ones,
 //! for tests, demos and benchmarks.
 
-use std::io::IsTerminal as _;
+use std::io::{IsTerminal as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
@@ -144,6 +144,7 @@ pub fn make_model(args: &MakeModelArgs) -> Result<(), CliError> {
         path: args.output.clone(),
         source,
     })?;
-    eprintln!("wrote {}", args.output.display());
+    // A note for the person at the terminal; the file is written either way.
+    let _ = writeln!(std::io::stderr(), "wrote {}", args.output.display());
     Ok(())
 }

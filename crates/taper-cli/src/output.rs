@@ -104,13 +104,9 @@ impl Printer {
             Event::ToolResult { call, .. } => {
                 self.end_section(out)?;
                 let text = call.model_text();
-                let marker = if call.result.is_ok() {
-                    "<-"
-                } else {
-                    "<- error:"
-                };
+                // A failure's text starts with `error: `, as the model reads it.
                 let mut lines = text.lines();
-                writeln!(out, "{marker} {}", lines.next().unwrap_or(""))?;
+                writeln!(out, "<- {}", lines.next().unwrap_or(""))?;
                 for line in lines {
                     writeln!(out, "   {line}")?;
                 }
@@ -212,4 +208,116 @@ fn done(answer: &Answer) -> Value {
         "truncated": answer.truncated,
         "steps": answer.steps.len(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use taper::{ToolError, ToolOutput};
+
+    use super::*;
+
+    fn call(result: Result<ToolOutput, ToolError>) -> CallRecord {
+        CallRecord {
+            name: "calculator".into(),
+            arguments: json!({"expression": "17 * 23"}),
+            result,
+            elapsed: Duration::from_millis(2),
+        }
+    }
+
+    fn answer(text: &str, truncated: bool) -> Answer {
+        Answer {
+            text: text.into(),
+            json: None,
+            thinking: String::new(),
+            steps: Vec::new(),
+            usage: Usage::default(),
+            truncated,
+        }
+    }
+
+    fn human(events: &[Event]) -> String {
+        let mut printer = Printer {
+            json: false,
+            color: false,
+            section: Section::LineStart,
+        };
+        let mut out = Vec::new();
+        for event in events {
+            printer.human(&mut out, event).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn people_read_reasoning_calls_results_and_the_answer_apart() {
+        let text = human(&[
+            Event::ThinkingDelta("I should ".into()),
+            Event::ThinkingDelta("multiply.".into()),
+            Event::ToolCallStarted {
+                step: 0,
+                name: "calculator".into(),
+                arguments: json!({"expression": "17 * 23"}),
+            },
+            Event::ToolResult {
+                step: 0,
+                call: call(Ok(ToolOutput::from_value(json!("= 391\nexact")))),
+            },
+            Event::ToolResult {
+                step: 0,
+                call: call(Err(ToolError::failed("division by zero"))),
+            },
+            Event::ThinkingDelta("Done.".into()),
+            Event::AnswerDelta("It is ".into()),
+            Event::AnswerDelta("391.".into()),
+            Event::Done(answer("It is 391.", true)),
+        ]);
+        assert_eq!(
+            text,
+            "thinking: I should multiply.\n\
+             -> calculator {\"expression\":\"17 * 23\"}\n\
+             <- = 391\n   exact\n\
+             <- error: division by zero\n\
+             thinking: Done.\n\
+             answer: It is 391.\n\
+             (the answer was cut at the answer budget)\n"
+        );
+    }
+
+    #[test]
+    fn programs_read_one_json_object_per_event() {
+        let mut out = Vec::new();
+        for event in [
+            Event::ThinkingDelta("hm".into()),
+            Event::ToolResult {
+                step: 1,
+                call: call(Err(ToolError::failed("no"))),
+            },
+            Event::Usage(Usage {
+                generated_tokens: 5,
+                ..Usage::default()
+            }),
+            Event::Done(answer("391", false)),
+        ] {
+            json_line(&mut out, &event).unwrap();
+        }
+        let lines: Vec<Value> = String::from_utf8(out)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines[0], json!({"event": "thinking", "text": "hm"}));
+        assert_eq!(lines[1]["event"], "tool_result");
+        assert_eq!(lines[1]["ok"], false);
+        assert_eq!(lines[1]["step"], 1);
+        assert_eq!(lines[1]["output"], "error: no");
+        assert_eq!(lines[2]["event"], "usage");
+        assert_eq!(lines[2]["generated_tokens"], 5);
+        assert_eq!(
+            lines[3],
+            json!({"event": "done", "answer": "391", "truncated": false, "steps": 0})
+        );
+    }
 }

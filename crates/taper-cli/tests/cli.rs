@@ -1,8 +1,10 @@
 //! The `taper` binary, driven as a user drives it: exit codes, messages, and a whole
 //! make-model, info and run on a tiny random-weight model with the real tokenizer.
 
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -117,6 +119,14 @@ fn bad_option_values_are_usage_errors() {
         &["run", "--model", "m.gguf", "--max-steps", "0", "hi"][..],
         &["run", "--model", "m.gguf", "--temperature", "-1", "hi"],
         &["run", "--model", "m.gguf", "--context", "0", "hi"],
+        &[
+            "run",
+            "--model",
+            "m.gguf",
+            "--tool-choice",
+            "sometimes",
+            "hi",
+        ],
         &["make-model", "--arch", "qwen3", "--quant", "q3_x"],
         &["info"],
     ] {
@@ -138,7 +148,8 @@ fn a_missing_model_file_is_a_runtime_error_naming_it() {
         assert_clean_error(&out);
         let err = stderr(&out);
         assert!(err.contains(path_str(&model)), "{err}");
-        assert!(err.contains("No such file"), "{err}");
+        // The OS error shows once, though two errors in the chain carry it.
+        assert_eq!(err.matches("No such file").count(), 1, "{err}");
     }
 }
 
@@ -174,44 +185,55 @@ fn a_corrupt_model_file_is_a_runtime_error_not_a_panic() {
     }
 }
 
-/// Writes the tiny Qwen3 model with the real tokenizer into `dir`.
-fn make_tiny_model(dir: &Path) -> PathBuf {
-    assert!(
-        Path::new(TOKENIZER).exists(),
-        "{TOKENIZER} is missing: run scripts/fetch-fixtures.sh"
-    );
-    let model = dir.join("tiny-qwen3.gguf");
-    let out = taper(&[
-        "make-model",
-        "--arch",
-        "qwen3",
-        "--preset",
-        "tiny",
-        "--quant",
-        "q4_k_m",
-        "--tokenizer",
-        TOKENIZER,
-        "--seed",
-        "7",
-        "-o",
-        path_str(&model),
-    ]);
-    assert!(out.status.success(), "make-model: {}", stderr(&out));
-    assert!(model.metadata().unwrap().len() > 1 << 20);
-    model
+/// The tiny Qwen3 model with the real tokenizer, written once per test run by
+/// `taper make-model`.
+fn tiny_model() -> &'static Path {
+    static MODEL: OnceLock<PathBuf> = OnceLock::new();
+    MODEL.get_or_init(|| {
+        assert!(
+            Path::new(TOKENIZER).exists(),
+            "{TOKENIZER} is missing: run scripts/fetch-fixtures.sh"
+        );
+        let model = Path::new(env!("CARGO_TARGET_TMPDIR")).join("taper-cli-tiny-qwen3.gguf");
+        let out = taper(&[
+            "make-model",
+            "--arch",
+            "qwen3",
+            "--preset",
+            "tiny",
+            "--quant",
+            "q4_k_m",
+            "--tokenizer",
+            TOKENIZER,
+            "--seed",
+            "7",
+            "-o",
+            path_str(&model),
+        ]);
+        assert!(out.status.success(), "make-model: {}", stderr(&out));
+        assert!(model.metadata().unwrap().len() > 1 << 20);
+        model
+    })
+}
+
+/// Parses every line of `text` as a JSON event.
+fn json_events(text: &str) -> Vec<Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}` is not JSON: {e}")))
+        .collect()
 }
 
 #[test]
 fn make_model_then_info_then_a_json_run_with_the_calculator() {
-    let dir = tempfile::tempdir().unwrap();
-    let model = make_tiny_model(dir.path());
+    let model = tiny_model();
 
-    let out = taper(&["info", "--model", path_str(&model)]);
+    let out = taper(&["info", "--model", path_str(model)]);
     assert!(out.status.success(), "info: {}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("qwen3: 2 layers"), "{text}");
     assert!(text.contains("vocab 151936"), "{text}");
-    assert!(text.contains("Q4_K (") && text.contains("Q6_K ("), "{text}");
+    assert!(text.contains("quantization  Q4_K_M: Q4_K ("), "{text}");
+    assert!(text.contains("Q6_K (2 tensors"), "{text}");
     assert!(text.contains("max context   2048 tokens"), "{text}");
     let table: Vec<&str> = text
         .lines()
@@ -233,7 +255,7 @@ fn make_model_then_info_then_a_json_run_with_the_calculator() {
     let out = taper(&[
         "run",
         "--model",
-        path_str(&model),
+        path_str(model),
         "--json",
         "--think-budget",
         "8",
@@ -247,10 +269,7 @@ fn make_model_then_info_then_a_json_run_with_the_calculator() {
     ]);
     assert!(out.status.success(), "run: {}", stderr(&out));
     let text = stdout(&out);
-    let events: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("`{l}` is not JSON: {e}")))
-        .collect();
+    let events = json_events(&text);
     let kinds: Vec<&str> = events
         .iter()
         .map(|e| e["event"].as_str().expect("every line has an event"))
@@ -269,15 +288,94 @@ fn make_model_then_info_then_a_json_run_with_the_calculator() {
     assert!((1..=2).contains(&steps), "{text}");
     let usage = &events[events.len() - 2];
     assert!(usage["generated_tokens"].as_u64().unwrap() > 0, "{text}");
-    // Every call the grammar let through reached the calculator and was answered.
-    let calls = kinds.iter().filter(|k| **k == "tool_call").count();
+    // Every call (the random model rarely makes one) reached the calculator and
+    // its result was reported.
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "tool_call")
+        .collect();
     let results: Vec<&Value> = events
         .iter()
         .filter(|e| e["event"] == "tool_result")
         .collect();
-    assert_eq!(calls, results.len(), "{text}");
-    for result in results {
+    assert_eq!(calls.len(), results.len(), "{text}");
+    for (call, result) in calls.iter().zip(&results) {
+        assert_eq!(call["name"], "calculator", "{text}");
+        assert!(call["arguments"]["expression"].is_string(), "{text}");
         assert_eq!(result["name"], "calculator", "{text}");
         assert!(result["ok"].is_boolean(), "{text}");
     }
+}
+
+#[test]
+fn chat_answers_each_line_in_one_session() {
+    let model = tiny_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taper"))
+        .args(["chat", "--model", path_str(model), "--json"])
+        .args(["--tool", "calculator", "--max-steps", "2"])
+        .args(["--think-budget", "4", "--answer-budget", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"What is 2 + 2?\n\n   \nAnd 3 + 3?\n")
+        .unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "chat: {}", stderr(&out));
+    let events = json_events(&stdout(&out));
+    let usages: Vec<&Value> = events.iter().filter(|e| e["event"] == "usage").collect();
+    let done = events.iter().filter(|e| e["event"] == "done").count();
+    // Two turns (blank lines are skipped), the second on the first one's cache.
+    assert_eq!((usages.len(), done), (2, 2), "{}", stdout(&out));
+    let second = usages[1];
+    assert!(
+        second["prefilled_tokens"].as_u64() < second["prompt_tokens"].as_u64(),
+        "{second}"
+    );
+    assert_eq!(events.last().unwrap()["event"], "done");
+}
+
+#[test]
+fn ctrl_c_in_chat_cancels_the_answer_not_the_program() {
+    let model = tiny_model();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taper"))
+        .args(["chat", "--model", path_str(model), "--json"])
+        .args(["--think-budget", "400", "--answer-budget", "400"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"Tell me a long story.\n").unwrap();
+    stdin.flush().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().expect("an event").unwrap();
+    assert!(first.contains("\"thinking\""), "{first}");
+    let kill = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    // The chat goes on reading its input: end it.
+    drop(stdin);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0), "stderr: {err}");
+    assert!(err.contains("(cancelled)"), "stderr: {err}");
+    assert!(
+        rest.iter().all(|l| !l.contains("\"done\"")),
+        "the cancelled turn finished: {rest:?}"
+    );
 }
