@@ -1,5 +1,5 @@
-//! `taper info`: what a GGUF model is and how much memory it needs, read from its
-//! header without loading the weights.
+//! `taper info`: what a model is and how much memory it needs, read from its GGUF
+//! header (or `config.json` and safetensors headers) without loading the weights.
 
 use std::fs::File;
 use std::io::{BufReader, Read as _, Seek as _, SeekFrom, Write as _};
@@ -17,8 +17,9 @@ pub const EXAMPLE: &str = "Example:\n  taper info --model DeepSeek-R1-0528-Qwen3
 /// Arguments of `taper info`.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// The GGUF model file.
-    #[arg(long, value_name = "FILE.gguf")]
+    /// The model: a GGUF file, or a Hugging Face directory (config.json and
+    /// safetensors).
+    #[arg(long, value_name = "FILE.gguf|DIR")]
     pub model: PathBuf,
 }
 
@@ -26,7 +27,7 @@ pub struct InfoArgs {
 struct Summary {
     config: ModelConfig,
     /// Tensor types with their tensor count and bytes, most bytes first.
-    types: Vec<(TensorType, usize, u64)>,
+    types: Vec<(String, usize, u64)>,
     weight_bytes: u64,
     name: Option<String>,
     /// llama.cpp's name of the file's mix (`general.file_type`), where it has one.
@@ -35,7 +36,12 @@ struct Summary {
 
 /// Prints the model's description and memory table.
 pub fn info(args: &InfoArgs) -> Result<(), CliError> {
-    let summary = read_summary(&args.model).map_err(|source| CliError::Inspect {
+    let summary = if args.model.is_dir() {
+        read_directory(&args.model)
+    } else {
+        read_summary(&args.model)
+    };
+    let summary = summary.map_err(|source| CliError::Inspect {
         path: args.model.clone(),
         source,
     })?;
@@ -80,17 +86,7 @@ fn read_summary(path: &Path) -> taper_model::Result<Summary> {
         }
     };
     let config = ModelConfig::from_gguf(&header, rows, tied, rope_freqs)?;
-    let mut types: Vec<(TensorType, usize, u64)> = Vec::new();
-    for t in &header.tensors {
-        match types.iter_mut().find(|(kind, _, _)| *kind == t.kind) {
-            Some((_, count, bytes)) => {
-                *count += 1;
-                *bytes += t.size;
-            }
-            None => types.push((t.kind, 1, t.size)),
-        }
-    }
-    types.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.name().cmp(b.0.name())));
+    let types = tally(header.tensors.iter().map(|t| (t.kind.name(), t.size)));
     Ok(Summary {
         weight_bytes: header.tensors.iter().map(|t| t.size).sum(),
         name: header
@@ -104,6 +100,94 @@ fn read_summary(path: &Path) -> taper_model::Result<Summary> {
         config,
         types,
     })
+}
+
+/// Tensor counts and bytes per type, most bytes first.
+fn tally<'a>(tensors: impl Iterator<Item = (&'a str, u64)>) -> Vec<(String, usize, u64)> {
+    let mut types: Vec<(String, usize, u64)> = Vec::new();
+    for (kind, size) in tensors {
+        match types.iter_mut().find(|(k, _, _)| k == kind) {
+            Some((_, count, bytes)) => {
+                *count += 1;
+                *bytes += size;
+            }
+            None => types.push((kind.to_owned(), 1, size)),
+        }
+    }
+    types.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+    types
+}
+
+/// Reads a Hugging Face directory: `config.json` and the safetensors headers.
+fn read_directory(dir: &Path) -> taper_model::Result<Summary> {
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| taper_model::Error::Io { path, source }
+    };
+    let config_path = dir.join("config.json");
+    let text = std::fs::read_to_string(&config_path).map_err(io(&config_path))?;
+    let config = ModelConfig::from_hf_json(&text)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io(dir))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "safetensors"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(taper_model::Error::Config(format!(
+            "{} has no .safetensors files",
+            dir.display()
+        )));
+    }
+    let mut tensors = Vec::new();
+    for path in &files {
+        tensors.extend(safetensors_header(path)?);
+    }
+    Ok(Summary {
+        weight_bytes: tensors.iter().map(|(_, size)| size).sum(),
+        types: tally(tensors.iter().map(|(kind, size)| (kind.as_str(), *size))),
+        name: None,
+        mix: None,
+        config,
+    })
+}
+
+/// The dtype and byte size of each tensor of a safetensors file, from its header.
+fn safetensors_header(path: &Path) -> taper_model::Result<Vec<(String, u64)>> {
+    let io = |source| taper_model::Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let bad = |reason: &str| taper_model::Error::Config(format!("{}: {reason}", path.display()));
+    let mut file = File::open(path).map_err(io)?;
+    let len = file.metadata().map_err(io)?.len();
+    let mut size = [0u8; 8];
+    file.read_exact(&mut size).map_err(io)?;
+    let size = u64::from_le_bytes(size);
+    if size > len.saturating_sub(8) || size > 1 << 30 {
+        return Err(bad("the header length runs past the end of the file"));
+    }
+    let mut head = vec![0u8; size as usize];
+    file.read_exact(&mut head).map_err(io)?;
+    let head: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&head).map_err(|_| bad("the header is not a JSON object"))?;
+    head.iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(name, entry)| {
+            let dtype = entry["dtype"].as_str();
+            let offsets = entry["data_offsets"]
+                .as_array()
+                .and_then(|o| Some((o.first()?.as_u64()?, o.get(1)?.as_u64()?)));
+            match (dtype, offsets) {
+                (Some(dtype), Some((start, end))) if start <= end => {
+                    Ok((dtype.to_owned(), end - start))
+                }
+                _ => Err(bad(&format!(
+                    "tensor `{name}` has no dtype or data offsets"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// llama.cpp's name for a `general.file_type` (`llama_ftype`) value.
@@ -271,7 +355,7 @@ mod tests {
         let config = taper_model::Preset::Full8B.config(taper_model::Architecture::Qwen3, None);
         let summary = Summary {
             config,
-            types: vec![(TensorType::Q4K, 10, 4 << 30)],
+            types: vec![("Q4_K".into(), 10, 4 << 30)],
             weight_bytes: 4 << 30,
             name: None,
             mix: file_type_name(15),

@@ -379,3 +379,71 @@ fn ctrl_c_in_chat_cancels_the_answer_not_the_program() {
         "the cancelled turn finished: {rest:?}"
     );
 }
+
+#[test]
+fn a_text_run_streams_reasoning_answer_and_usage_without_escapes_into_a_pipe() {
+    let model = tiny_model();
+    let out = taper(&[
+        "run",
+        "--model",
+        path_str(model),
+        "--think-budget",
+        "4",
+        "--answer-budget",
+        "4",
+        "--seed",
+        "1",
+        "Hello?",
+    ]);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains('\x1b'), "escapes in a pipe: {text:?}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines[0].starts_with("thinking: "), "{text}");
+    assert!(lines.iter().any(|l| l.starts_with("answer: ")), "{text}");
+    let usage = lines
+        .iter()
+        .find(|l| l.starts_with('[') && l.contains(" prompt tokens ("))
+        .unwrap_or_else(|| panic!("no usage line: {text}"));
+    assert!(usage.contains("generated"), "{usage}");
+}
+
+#[test]
+fn info_reads_a_hugging_face_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny-llama");
+    let tokenizer = TOKENIZER.replace("r1_qwen3", "r1_llama");
+    let out = taper(&[
+        "make-model",
+        "--arch",
+        "llama",
+        "--quant",
+        "bf16",
+        "--format",
+        "safetensors",
+        "--tokenizer",
+        &tokenizer,
+        "-o",
+        path_str(&model),
+    ]);
+    assert!(out.status.success(), "make-model: {}", stderr(&out));
+    let out = taper(&["info", "--model", path_str(&model)]);
+    assert!(out.status.success(), "info: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("llama: 2 layers"), "{text}");
+    assert!(text.contains("vocab 128256"), "{text}");
+    assert!(text.contains("quantization  BF16 ("), "{text}");
+    // Norm weights are stored in BF16 too; nothing else.
+    assert!(!text.contains("F32 ("), "{text}");
+
+    // A directory without safetensors is refused with a sentence, not a panic.
+    std::fs::remove_file(model.join("model.safetensors")).unwrap();
+    let out = taper(&["info", "--model", path_str(&model)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_clean_error(&out);
+    assert!(
+        stderr(&out).contains("no .safetensors files"),
+        "{}",
+        stderr(&out)
+    );
+}
