@@ -13,7 +13,7 @@ use taper_python::PythonTool;
 use crate::error::CliError;
 
 /// The tools `--tool` can name.
-pub const KNOWN_TOOLS: [&str; 2] = ["calculator", "python"];
+const KNOWN_TOOLS: [&str; 2] = ["calculator", "python"];
 
 /// Which model to load.
 #[derive(Debug, Args)]
@@ -87,11 +87,6 @@ enum ToolName {
     Python,
 }
 
-/// The model path, or the usage error that says one is needed.
-pub fn model_path(args: &ModelArgs) -> Result<PathBuf, CliError> {
-    args.model.clone().ok_or(CliError::NoModel)
-}
-
 /// Checks the `--tool` names (duplicates count once).
 fn tool_names(names: &[String]) -> Result<Vec<ToolName>, CliError> {
     let mut tools = Vec::new();
@@ -125,7 +120,7 @@ impl Plan {
     /// reported before anything slow starts.
     pub fn new(model: &ModelArgs, agent: &AgentArgs) -> Result<Plan, CliError> {
         Ok(Plan {
-            model: model_path(model)?,
+            model: model.model.clone().ok_or(CliError::NoModel)?,
             tokenizer: model.tokenizer.clone(),
             tools: tool_names(&agent.tools)?,
         })
