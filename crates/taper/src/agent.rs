@@ -358,8 +358,11 @@ impl AgentBuilder {
         self
     }
 
-    /// Tokens a step may write after its reasoning before EOS is forced (as soon as
-    /// the grammar allows it); the answer is then marked truncated.
+    /// Tokens a step may sample after its reasoning (forced tokens do not count)
+    /// before it is brought to an end:
+    /// EOS is forced as soon as the grammar allows it, and until then (inside a tool
+    /// call or a JSON answer) the sampler is steered to tokens that close the JSON
+    /// (`"`, `}`, `]`) or the call block. The answer is then marked truncated.
     pub fn max_answer_tokens(mut self, tokens: usize) -> Self {
         self.options.max_answer_tokens = Some(tokens);
         self

@@ -32,6 +32,9 @@ pub(crate) struct Inner {
     pub(crate) format: ChatFormat,
     pub(crate) eos: u32,
     pub(crate) think_end: u32,
+    /// Tokens that close JSON (only `"`, `}` and `]`) or a tool-call block: where a
+    /// step over its budget is steered.
+    pub(crate) closers: Vec<u32>,
     pub(crate) prefill_chunk: usize,
     jobs: mpsc::Sender<Job>,
 }
@@ -143,6 +146,7 @@ impl Decoder {
         };
         let eos = single(taper_model::EOS);
         let think_end = single("</think>");
+        let closers = closers(&tokenizer)?;
         let start = Instant::now();
         let env = TokenEnv::new(tokenizer.hf(), rows, eos)
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
@@ -164,6 +168,7 @@ impl Decoder {
                 format,
                 eos,
                 think_end,
+                closers,
                 prefill_chunk: prefill_chunk.max(1),
                 jobs,
             }),
@@ -278,6 +283,32 @@ impl DecoderBuilder {
             self.prefill_chunk,
         )
     }
+}
+
+/// Tokens made only of `"`, `}` and `]`, and the first token of the tool-call block's
+/// end marker (the whole marker where it is one token).
+fn closers(tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    let mut closers: Vec<u32> = (0..tokenizer.vocab_size() as u32)
+        .filter(|&id| {
+            !tokenizer.is_added(id)
+                && tokenizer.token_bytes(id).is_ok_and(|b| {
+                    !b.is_empty() && b.iter().all(|c| matches!(c, b'"' | b'}' | b']'))
+                })
+        })
+        .collect();
+    if let Some(&first) = tokenizer.marker("<｜tool▁calls▁end｜>")?.ids().first() {
+        closers.push(first);
+    }
+    // Where the markers are text, the last call's `>` and the block's end can share a
+    // token (`><` in the Llama vocabulary).
+    let junction = "><｜tool▁calls▁end｜>".as_bytes();
+    closers.extend((0..tokenizer.vocab_size() as u32).filter(|&id| {
+        !tokenizer.is_added(id)
+            && tokenizer
+                .token_bytes(id)
+                .is_ok_and(|b| b.len() >= 2 && junction.starts_with(b))
+    }));
+    Ok(closers)
 }
 
 /// The model thread: runs queued passes in arrival order until every [`Decoder`]

@@ -393,6 +393,8 @@ impl Session {
 
         let budget = inner.options.max_answer_tokens;
         let mut truncated = false;
+        // Tokens sampled after the reasoning (forced ones do not count).
+        let mut written = 0;
         loop {
             if cancel.is_cancelled() {
                 return Err(Error::Cancelled {
@@ -400,11 +402,12 @@ impl Session {
                 });
             }
             let started = Instant::now();
-            let over_budget = budget.is_some_and(|b| deltas.after_thinking >= b)
+            let over_budget = budget.is_some_and(|b| written >= b);
+            let end_now = over_budget
                 && constraint
                     .is_allowed(d.eos)
                     .map_err(|e| fail_constraint(e, &deltas, &usage))?;
-            let token = if over_budget {
+            let token = if end_now {
                 truncated = true;
                 usage.forced_tokens += 1;
                 d.eos
@@ -412,9 +415,24 @@ impl Session {
                 constraint
                     .mask(&mut logits)
                     .map_err(|e| fail_constraint(e, &deltas, &usage))?;
+                if over_budget {
+                    // Past the budget inside a tool call or a JSON answer: steer to
+                    // the end through whatever closers the grammar allows now.
+                    truncated = true;
+                    for &t in &d.closers {
+                        if let Some(l) = logits.get_mut(t as usize)
+                            && l.is_finite()
+                        {
+                            *l += CLOSER_BONUS;
+                        }
+                    }
+                }
                 usage.grammar_time += started.elapsed();
                 let token = sampler.sample(&logits)?;
                 usage.generated_tokens += 1;
+                if !deltas.thinking {
+                    written += 1;
+                }
                 token
             };
             let started = Instant::now();
@@ -570,6 +588,10 @@ fn options_seed(options: &crate::agent::Options, run: u64) -> u64 {
     options.sampling.seed_value().wrapping_add(run)
 }
 
+/// What a closing token gains past the step budget: more than any logit difference a
+/// model produces, so the sampler picks a closer whenever the grammar allows one.
+const CLOSER_BONUS: f32 = 1.0e4;
+
 /// Counts identical calls in a row (same tool, same arguments) across steps.
 #[derive(Default)]
 struct Repeats {
@@ -602,8 +624,6 @@ struct Deltas<'a> {
     /// Bytes of `post` already sent as answer text.
     sent: usize,
     calls: bool,
-    /// Tokens committed after `</think>`.
-    after_thinking: usize,
     /// Everything written so far, for errors.
     text: String,
 }
@@ -618,15 +638,11 @@ impl<'a> Deltas<'a> {
             post: String::new(),
             sent: 0,
             calls: false,
-            after_thinking: 0,
             text: String::new(),
         }
     }
 
     fn push(&mut self, token: u32, sink: &Sink) {
-        if !self.thinking {
-            self.after_thinking += 1;
-        }
         if token == self.eos {
             return;
         }

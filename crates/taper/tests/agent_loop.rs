@@ -630,6 +630,47 @@ async fn follow_ups_prefill_only_what_the_cache_has_not_seen() {
     }
 }
 
+fn echo() -> DynamicTool {
+    DynamicTool::new(
+        "echo",
+        "Echoes its text.",
+        text_schema(),
+        |args, _ctx| async move { Ok(args["text"].clone()) },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_past_its_budget_is_steered_to_close_its_call() {
+    for format in FORMATS {
+        let task = task("Ramble in a call.", format);
+        // The script never closes the string: only the budget can end the call.
+        let step0 = format!(
+            "Go.</think>\n\n<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>echo\n```json\n{{\"text\": \"{}",
+            "on and on ".repeat(200)
+        );
+        script(
+            &task,
+            &[&step0, "Enough.</think>\n\nok<｜end▁of▁sentence｜>"],
+        );
+        let agent = agent(format)
+            .tool(echo())
+            .max_answer_tokens(20)
+            .build()
+            .unwrap();
+        let answer = agent.run(&task).await.unwrap();
+        let call = &answer.steps[0].calls[0];
+        let text = call.arguments["text"].as_str().unwrap();
+        assert!(text.starts_with("on and on"), "{format:?}: {text:?}");
+        assert!(
+            text.len() < 100,
+            "{format:?}: the call was closed early: {text:?}"
+        );
+        assert_eq!(call.model_text(), text);
+        assert!(answer.steps[0].usage.generated_tokens < 40);
+        assert_eq!(answer.text, "ok");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registration_errors_surface_at_build() {
     let format = ChatFormat::R1Qwen3;

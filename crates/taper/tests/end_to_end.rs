@@ -175,11 +175,7 @@ impl Sequence for RecordingSeq {
 }
 
 fn builder(decoder: &Decoder, seed: u64) -> AgentBuilder {
-    // The Llama distill's tool markers are text: a random model that writes `\n`
-    // after a call opens another, so its calls are made one per step.
-    let parallel = decoder.format() == ChatFormat::R1Qwen3;
     Agent::builder(decoder)
-        .parallel_calls(parallel)
         .tool(Lookup)
         .system_prompt("You are a careful assistant.")
         .tool_choice(ToolChoice::Required)
