@@ -285,29 +285,24 @@ impl DecoderBuilder {
     }
 }
 
-/// Tokens made only of `"`, `}` and `]`, and the first token of the tool-call block's
-/// end marker (the whole marker where it is one token).
+/// Tokens made only of `"`, `}` and `]`, the first token of the tool-call block's end
+/// marker (the whole marker where it is one token), and, where the markers are text,
+/// the tokens where the last call's `>` meets the block's end (`><` in the Llama
+/// vocabulary).
 fn closers(tokenizer: &Tokenizer) -> Result<Vec<u32>> {
+    let junction = "><｜tool▁calls▁end｜>".as_bytes();
     let mut closers: Vec<u32> = (0..tokenizer.vocab_size() as u32)
         .filter(|&id| {
             !tokenizer.is_added(id)
                 && tokenizer.token_bytes(id).is_ok_and(|b| {
-                    !b.is_empty() && b.iter().all(|c| matches!(c, b'"' | b'}' | b']'))
+                    (!b.is_empty() && b.iter().all(|c| matches!(c, b'"' | b'}' | b']')))
+                        || (b.len() >= 2 && junction.starts_with(b))
                 })
         })
         .collect();
     if let Some(&first) = tokenizer.marker("<｜tool▁calls▁end｜>")?.ids().first() {
         closers.push(first);
     }
-    // Where the markers are text, the last call's `>` and the block's end can share a
-    // token (`><` in the Llama vocabulary).
-    let junction = "><｜tool▁calls▁end｜>".as_bytes();
-    closers.extend((0..tokenizer.vocab_size() as u32).filter(|&id| {
-        !tokenizer.is_added(id)
-            && tokenizer
-                .token_bytes(id)
-                .is_ok_and(|b| b.len() >= 2 && junction.starts_with(b))
-    }));
     Ok(closers)
 }
 

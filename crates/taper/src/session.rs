@@ -236,7 +236,8 @@ impl Session {
             usage: Usage::default(),
         };
         let mut repeats = Repeats::default();
-        for index in 0.. {
+        let mut index = 0;
+        loop {
             let last = index + 1 >= options.max_steps;
             let grammar = match (&grammars.with_tools, last) {
                 (Some(g), false) => g,
@@ -283,6 +284,7 @@ impl Session {
                     progress.usage.add(&step.usage);
                     sink.send(Event::StepFinished(step.clone()));
                     progress.steps.push(step);
+                    index += 1;
                 }
                 TurnOutcome::Answer(answer) => {
                     let (text, json) = match answer {
@@ -314,7 +316,6 @@ impl Session {
                 }
             }
         }
-        unreachable!("the step loop only ends by returning")
     }
 
     /// Renders the conversation, prefills what the cache has not seen, and decodes
