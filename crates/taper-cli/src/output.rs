@@ -3,8 +3,7 @@
 
 use std::io::{IsTerminal as _, Write};
 
-use serde_json::{Value, json};
-use taper::{Answer, CallRecord, Event, Usage};
+use taper::{Event, Usage};
 
 use crate::error::CliError;
 
@@ -148,73 +147,17 @@ fn usage_line(u: &Usage) -> String {
     )
 }
 
-/// One event as one line of JSON.
+/// One event as one line of JSON ([`Event::to_json`]).
 fn json_line(out: &mut impl Write, event: &Event) -> std::io::Result<()> {
-    let value = match event {
-        Event::ThinkingDelta(text) => json!({"event": "thinking", "text": text}),
-        Event::AnswerDelta(text) => json!({"event": "answer", "text": text}),
-        Event::ToolCallStarted {
-            step,
-            name,
-            arguments,
-        } => json!({"event": "tool_call", "step": step, "name": name, "arguments": arguments}),
-        Event::ToolResult { step, call } => tool_result(*step, call),
-        Event::StepFinished(step) => json!({
-            "event": "step",
-            "index": step.index,
-            "calls": step.calls.len(),
-            "usage": usage_json(&step.usage),
-        }),
-        Event::Usage(usage) => {
-            let mut value = usage_json(usage);
-            value["event"] = json!("usage");
-            value
-        }
-        Event::Done(answer) => done(answer),
-        _ => return Ok(()),
-    };
-    writeln!(out, "{value}")
-}
-
-fn tool_result(step: usize, call: &CallRecord) -> Value {
-    json!({
-        "event": "tool_result",
-        "step": step,
-        "name": call.name,
-        "output": call.model_text(),
-        "ok": call.result.is_ok(),
-        "seconds": call.elapsed.as_secs_f64(),
-    })
-}
-
-fn usage_json(u: &Usage) -> Value {
-    json!({
-        "prompt_tokens": u.prompt_tokens,
-        "prefilled_tokens": u.prefilled_tokens,
-        "generated_tokens": u.generated_tokens,
-        "forced_tokens": u.forced_tokens,
-        "forward_passes": u.forward_passes,
-        "prefill_seconds": u.prefill_time.as_secs_f64(),
-        "decode_seconds": u.decode_time.as_secs_f64(),
-        "grammar_seconds": u.grammar_time.as_secs_f64(),
-        "tool_seconds": u.tool_time.as_secs_f64(),
-    })
-}
-
-fn done(answer: &Answer) -> Value {
-    json!({
-        "event": "done",
-        "answer": answer.text,
-        "truncated": answer.truncated,
-        "steps": answer.steps.len(),
-    })
+    writeln!(out, "{}", event.to_json())
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use taper::{ToolError, ToolOutput};
+    use serde_json::{Value, json};
+    use taper::{Answer, CallRecord, ToolError, ToolOutput};
 
     use super::*;
 

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use taper_tool::{ToolError, ToolOutput};
 
 /// The result of a run: the final answer, the reasoning behind it, every step and
@@ -139,4 +139,73 @@ pub enum Event {
     Usage(Usage),
     /// The run finished with this answer.
     Done(Answer),
+}
+
+impl Event {
+    /// The event as one JSON object whose `event` field names its kind: `thinking`
+    /// and `answer` (with `text`), `tool_call` (`step`, `name`, `arguments`),
+    /// `tool_result` (`step`, `name`, `output`, `ok`, `seconds`), `step` (`index`,
+    /// `calls`, `usage`), `usage` (the counts and seconds) and `done` (`answer`,
+    /// `json`, `truncated`, `steps`). The form `taper run --json` prints, one per
+    /// line, and a service can stream.
+    ///
+    /// ```
+    /// let event = taper::Event::AnswerDelta("391".into());
+    /// assert_eq!(event.to_json()["event"], "answer");
+    /// assert_eq!(event.to_json()["text"], "391");
+    /// ```
+    pub fn to_json(&self) -> Value {
+        match self {
+            Event::ThinkingDelta(text) => json!({"event": "thinking", "text": text}),
+            Event::AnswerDelta(text) => json!({"event": "answer", "text": text}),
+            Event::ToolCallStarted {
+                step,
+                name,
+                arguments,
+            } => json!({"event": "tool_call", "step": step, "name": name, "arguments": arguments}),
+            Event::ToolResult { step, call } => json!({
+                "event": "tool_result",
+                "step": step,
+                "name": call.name,
+                "output": call.model_text(),
+                "ok": call.result.is_ok(),
+                "seconds": call.elapsed.as_secs_f64(),
+            }),
+            Event::StepFinished(step) => json!({
+                "event": "step",
+                "index": step.index,
+                "calls": step.calls.len(),
+                "usage": step.usage.to_json(),
+            }),
+            Event::Usage(usage) => {
+                let mut value = usage.to_json();
+                value["event"] = json!("usage");
+                value
+            }
+            Event::Done(answer) => json!({
+                "event": "done",
+                "answer": answer.text,
+                "json": answer.json,
+                "truncated": answer.truncated,
+                "steps": answer.steps.len(),
+            }),
+        }
+    }
+}
+
+impl Usage {
+    /// The counts, and the times in seconds, as a JSON object.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "prefilled_tokens": self.prefilled_tokens,
+            "generated_tokens": self.generated_tokens,
+            "forced_tokens": self.forced_tokens,
+            "forward_passes": self.forward_passes,
+            "prefill_seconds": self.prefill_time.as_secs_f64(),
+            "decode_seconds": self.decode_time.as_secs_f64(),
+            "grammar_seconds": self.grammar_time.as_secs_f64(),
+            "tool_seconds": self.tool_time.as_secs_f64(),
+        })
+    }
 }
