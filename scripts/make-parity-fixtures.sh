@@ -11,13 +11,13 @@ if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q torch transformers safetensors
 fi
-cargo build -q --release -p taper-model --bin taper-make-model
+cargo build -q --release -p taper-cli
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for arch in llama qwen3; do
   # Model seed 1 and token seed 7: crates/taper-model/tests/parity.rs uses the same.
-  "$root/target/release/taper-make-model" --arch $arch --preset tiny --quant f32 \
-    --format safetensors --seed 1 -o "$tmp/$arch"
+  "$root/target/release/taper" make-model --arch $arch --preset tiny --quant f32 \
+    --vocab 512 --format safetensors --seed 1 -o "$tmp/$arch"
   "$venv/bin/python" "$root/scripts/reference_logits.py" "$tmp/$arch" \
     "$root/crates/taper-model/tests/fixtures/parity_$arch" 320 7
 done

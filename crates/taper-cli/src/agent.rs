@@ -1,11 +1,9 @@
 //! What `run` and `chat` share: the model and agent options, loading the model
 //! (with a progress bar on a terminal) and building the agent.
 
-use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use taper::{Agent, Decoder, SamplerConfig, ToolBox, ToolChoice};
 use taper_calculator::Calculator;
 use taper_python::PythonTool;
@@ -133,16 +131,7 @@ impl Plan {
         if let Some(tokenizer) = &self.tokenizer {
             builder = builder.tokenizer(tokenizer);
         }
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = ProgressBar::new(0);
-            if let Ok(style) = ProgressStyle::with_template(
-                "{msg} [{bar:40}] {percent}% of {human_len} parameters, eta {eta}",
-            ) {
-                bar.set_style(style.progress_chars("=> "));
-            }
-            bar.set_message(format!("loading {}", self.model.display()));
-            bar
-        });
+        let bar = crate::progress::bar(&format!("loading {}", self.model.display()));
         if let Some(bar) = &bar {
             let bar = bar.clone();
             builder = builder.progress(move |done, total| {

@@ -78,6 +78,9 @@ pub enum CliError {
     /// Ctrl-C cannot be caught.
     #[error("cannot listen for Ctrl-C")]
     Signal(#[source] std::io::Error),
+    /// A benchmark step failed after the model loaded.
+    #[error("the benchmark failed: {0}")]
+    Bench(String),
     /// The async runtime could not start.
     #[error("cannot start the async runtime")]
     Runtime(#[source] std::io::Error),

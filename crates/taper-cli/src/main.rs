@@ -5,6 +5,7 @@
 //! taper run --model DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf --tool calculator "What is 17 * 23?"
 //! taper chat --model DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf
 //! taper info --model DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf
+//! taper bench --model DeepSeek-R1-0528-Qwen3-8B-Q4_K_M.gguf --threads 2
 //! taper make-model --arch qwen3 --preset tiny --quant q4_k_m \
 //!     --tokenizer fixtures/cache/r1_qwen3.tokenizer.json -o tiny.gguf
 //! ```
@@ -13,11 +14,13 @@
 //! runtime errors and 2 for usage errors.
 
 mod agent;
+mod bench;
 mod chat;
 mod error;
 mod info;
 mod make_model;
 mod output;
+mod progress;
 mod run;
 
 use std::process::ExitCode;
@@ -32,7 +35,7 @@ use crate::error::CliError;
 #[command(
     name = "taper",
     version,
-    after_help = "Examples:\n  taper run --model model.gguf --tool calculator \"What is 17 * 23?\"\n  taper chat --model model.gguf --tool python\n  taper info --model model.gguf\n  taper make-model --arch qwen3 --preset tiny --quant q4_k_m \\\n      --tokenizer r1_qwen3.tokenizer.json -o tiny.gguf\n\nSet RUST_LOG (e.g. RUST_LOG=info) for the library's log on standard error."
+    after_help = "Examples:\n  taper run --model model.gguf --tool calculator \"What is 17 * 23?\"\n  taper chat --model model.gguf --tool python\n  taper info --model model.gguf\n  taper bench --model model.gguf --threads 2\n  taper make-model --arch qwen3 --preset tiny --quant q4_k_m \\\n      --tokenizer r1_qwen3.tokenizer.json -o tiny.gguf\n\nSet RUST_LOG (e.g. RUST_LOG=info) for the library's log on standard error."
 )]
 struct Cli {
     /// What to do.
@@ -52,6 +55,9 @@ enum Command {
     /// Show a model file's architecture, quantization, size and memory needs.
     #[command(after_help = info::EXAMPLE)]
     Info(info::InfoArgs),
+    /// Measure load time, prefill and decode speed, mask cost and peak memory.
+    #[command(after_help = bench::EXAMPLE)]
+    Bench(bench::BenchArgs),
     /// Write a random-weight model in the exact layout of the real ones.
     #[command(after_help = make_model::EXAMPLE)]
     MakeModel(make_model::MakeModelArgs),
@@ -69,6 +75,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Chat(args) => chat::chat(args),
         Command::Info(args) => info::info(&args),
+        Command::Bench(args) => bench::bench(&args),
         Command::MakeModel(args) => make_model::make_model(&args),
     };
     match result {

@@ -1,11 +1,10 @@
 //! `taper make-model`: a random-weight model in the exact layout of the real ones,
 //! for tests, demos and benchmarks.
 
-use std::io::{IsTerminal as _, Write as _};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use clap::{Args, ValueEnum};
-use indicatif::{ProgressBar, ProgressStyle};
 use taper_model::{Architecture, ModelWriter, Preset, Quant};
 
 use crate::error::CliError;
@@ -54,8 +53,12 @@ pub struct MakeModelArgs {
     #[arg(long, default_value = "q4_k_m", value_parser = parse_quant)]
     pub quant: Quant,
     /// The tokenizer.json to embed; the vocabulary then spans the real model's rows.
-    #[arg(long, value_name = "FILE")]
-    pub tokenizer: PathBuf,
+    #[arg(long, value_name = "FILE", required_unless_present = "vocab")]
+    pub tokenizer: Option<PathBuf>,
+    /// Vocabulary rows of a model written without a tokenizer (for parity tests
+    /// against reference implementations that take token ids).
+    #[arg(long, value_name = "N", conflicts_with = "tokenizer", value_parser = clap::value_parser!(u32).range(1..))]
+    pub vocab: Option<u32>,
     /// A Jinja chat template to embed as `tokenizer.chat_template`.
     #[arg(long, value_name = "FILE")]
     pub chat_template: Option<PathBuf>,
@@ -97,33 +100,26 @@ pub fn make_model(args: &MakeModelArgs) -> Result<(), CliError> {
         PresetArg::Tiny => Preset::Tiny,
         PresetArg::Full8B => Preset::Full8B,
     };
-    let tokenizer = read(&args.tokenizer)?;
-    // The tiny preset's vocabulary spans the real model's embedding rows, so the real
-    // tokenizer fits; the 8B preset has them already.
-    let vocab = match (preset, arch) {
-        (Preset::Tiny, Architecture::Llama) => Some(128_256),
-        (Preset::Tiny, Architecture::Qwen3) => Some(151_936),
-        _ => None,
+    // With a tokenizer, the tiny preset's vocabulary spans the real model's embedding
+    // rows, so the real tokenizer fits; the 8B preset has them already.
+    let vocab = match (preset, arch, &args.tokenizer) {
+        (_, _, None) => args.vocab.map(|v| v as usize),
+        (Preset::Tiny, Architecture::Llama, Some(_)) => Some(128_256),
+        (Preset::Tiny, Architecture::Qwen3, Some(_)) => Some(151_936),
+        (Preset::Full8B, _, Some(_)) => None,
     };
     let config = preset.config(arch, vocab);
     let mut writer = ModelWriter::new(config)
         .quant(args.quant)
         .pooled_blocks(preset == Preset::Full8B)
-        .seed(args.seed)
-        .tokenizer_json(tokenizer);
+        .seed(args.seed);
+    if let Some(path) = &args.tokenizer {
+        writer = writer.tokenizer_json(read(path)?);
+    }
     if let Some(path) = &args.chat_template {
         writer = writer.chat_template(read(path)?);
     }
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let bar = ProgressBar::new(0);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{msg} [{bar:40}] {percent}% {human_pos}/{human_len} parameters, eta {eta}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message(format!("writing {}", args.output.display()));
-        bar
-    });
+    let bar = crate::progress::bar(&format!("writing {}", args.output.display()));
     if let Some(bar) = &bar {
         let bar = bar.clone();
         writer = writer.progress(move |done, total| {
