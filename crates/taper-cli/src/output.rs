@@ -260,7 +260,7 @@ mod tests {
         assert_eq!(lines[2]["generated_tokens"], 5);
         assert_eq!(
             lines[3],
-            json!({"event": "done", "answer": "391", "truncated": false, "steps": 0})
+            json!({"event": "done", "answer": "391", "json": null, "truncated": false, "steps": 0})
         );
     }
 }

@@ -64,14 +64,14 @@ fn help_lists_the_subcommands_and_each_shows_an_example() {
     let out = taper(&["--help"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    for command in ["run", "chat", "info", "make-model"] {
+    for command in ["run", "chat", "info", "bench", "make-model"] {
         assert!(
             text.lines()
                 .any(|l| l.trim_start().starts_with(&format!("{command} "))),
             "`{command}` missing from:\n{text}"
         );
     }
-    for command in ["run", "chat", "info", "make-model"] {
+    for command in ["run", "chat", "info", "bench", "make-model"] {
         let out = taper(&[command, "--help"]);
         assert!(out.status.success(), "{command} --help failed");
         let text = stdout(&out);
@@ -446,4 +446,129 @@ fn info_reads_a_hugging_face_directory() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn bench_prints_load_prefill_decode_mask_and_memory() {
+    let model = tiny_model();
+    let out = taper(&[
+        "bench",
+        "--model",
+        path_str(model),
+        "--prompt",
+        "32",
+        "--gen",
+        "16",
+        "--threads",
+        "1",
+    ]);
+    assert!(out.status.success(), "bench: {}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("with 1 thread(s)"), "{text}");
+    for row in [
+        "| load | ",
+        "| prefill 32 tokens | ",
+        "| decode 16 tokens | ",
+        "| grammar mask + commit per token | mean ",
+        "| mask share of a decode step | ",
+        "| peak RSS | ",
+    ] {
+        assert!(text.contains(row), "`{row}` missing from:\n{text}");
+    }
+
+    let out = taper(&[
+        "bench",
+        "--model",
+        path_str(model),
+        "--prompt",
+        "8",
+        "--gen",
+        "4",
+        "--json",
+    ]);
+    assert!(out.status.success(), "bench --json: {}", stderr(&out));
+    let v: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(v["prompt_tokens"], 8);
+    assert_eq!(v["decode_tokens"], 4);
+    for key in ["load_s", "prefill_tokens_per_s", "decode_tokens_per_s"] {
+        assert!(v[key].as_f64().is_some_and(|x| x > 0.0), "{key} in {v}");
+    }
+    let mask = &v["mask_us"];
+    assert!(mask["p50"].as_f64() <= mask["max"].as_f64(), "{mask}");
+
+    let out = taper(&["bench", "--model", "/nonexistent/model.gguf"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_clean_error(&out);
+    assert!(stderr(&out).contains("/nonexistent/model.gguf"));
+}
+
+#[test]
+fn a_run_with_the_python_tool_streams_to_the_end() {
+    let model = tiny_model();
+    let out = taper(&[
+        "run",
+        "--model",
+        path_str(model),
+        "--tool",
+        "python",
+        "--tool-choice",
+        "required",
+        "--max-steps",
+        "2",
+        "--think-budget",
+        "4",
+        "--answer-budget",
+        "8",
+        "--json",
+        "Print 6 * 7.",
+    ]);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let events = json_events(&stdout(&out));
+    // The first step must call python (required); the sandbox runs whatever code the
+    // random model wrote and reports how it ended.
+    let call = events
+        .iter()
+        .find(|e| e["event"] == "tool_call")
+        .expect("a python call");
+    assert_eq!(call["name"], "python");
+    assert!(call["arguments"]["code"].is_string(), "{call}");
+    let result = events
+        .iter()
+        .find(|e| e["event"] == "tool_result")
+        .expect("its result");
+    assert!(
+        result["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("[status]") || o.starts_with("error: ")),
+        "{result}"
+    );
+    assert_eq!(events.last().expect("events")["event"], "done");
+}
+
+#[test]
+fn make_model_without_a_tokenizer_takes_a_vocabulary_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("hf");
+    let out = taper(&[
+        "make-model",
+        "--arch",
+        "llama",
+        "--quant",
+        "f32",
+        "--vocab",
+        "300",
+        "--format",
+        "safetensors",
+        "-o",
+        path_str(&out_dir),
+    ]);
+    assert!(out.status.success(), "make-model: {}", stderr(&out));
+    let config: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["vocab_size"], 300);
+
+    let out = taper(&["make-model", "--arch", "llama", "-o", "x.gguf"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--tokenizer"), "{}", stderr(&out));
 }
