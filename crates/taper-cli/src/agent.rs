@@ -111,6 +111,7 @@ pub struct Plan {
     model: PathBuf,
     tokenizer: Option<PathBuf>,
     tools: Vec<ToolName>,
+    context: Option<u64>,
 }
 
 impl Plan {
@@ -121,12 +122,15 @@ impl Plan {
             model: model.model.clone().ok_or(CliError::NoModel)?,
             tokenizer: model.tokenizer.clone(),
             tools: tool_names(&agent.tools)?,
+            context: agent.context,
         })
     }
 
     /// Loads the model, with a progress bar when standard error is a terminal.
-    /// Blocking.
+    /// Blocking. A context (or weights) that cannot fit in memory is refused first,
+    /// with the memory table.
     pub fn load(&self) -> Result<Decoder, CliError> {
+        crate::info::check_context(&self.model, self.context)?;
         let mut builder = Decoder::builder(&self.model);
         if let Some(tokenizer) = &self.tokenizer {
             builder = builder.tokenizer(tokenizer);

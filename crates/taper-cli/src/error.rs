@@ -52,6 +52,15 @@ pub enum CliError {
         /// Why.
         source: taper_model::Error,
     },
+    /// The context asked for (or the weights alone) cannot be served by this model
+    /// on this machine.
+    #[error("{reason}; memory per context:\n\n{table}")]
+    ContextTooLarge {
+        /// Why, in one sentence.
+        reason: String,
+        /// The memory table of `taper info`.
+        table: String,
+    },
     /// The Python sandbox could not be built on this machine.
     #[error("cannot start the python tool")]
     Python(#[source] taper_python::Error),

@@ -273,11 +273,19 @@ fn render(path: &Path, s: &Summary, available: Option<u64>) -> String {
         available.map_or_else(|| "unknown".to_owned(), size),
     );
     out.push('\n');
+    out.push_str(&memory_table(s, available));
+    out
+}
+
+/// Weights, f16 KV cache and their sum at each context of [`contexts`], and whether
+/// the sum fits in `available`.
+fn memory_table(s: &Summary, available: Option<u64>) -> String {
+    let c = &s.config;
     let kv = c.kv_bytes_per_token(KvDtype::F16.bytes());
-    out.push_str(&format!(
+    let mut out = format!(
         "{:>8}  {:>12}  {:>14}  {:>12}  {}\n",
         "context", "weights", "KV cache (f16)", "total", "memory"
-    ));
+    );
     for n in contexts(c.max_context) {
         let cache = kv.saturating_mul(n as u64);
         let total = s.weight_bytes.saturating_add(cache);
@@ -294,6 +302,56 @@ fn render(path: &Path, s: &Summary, available: Option<u64>) -> String {
         ));
     }
     out
+}
+
+/// Before a model loads: refuses a context longer than the model's maximum, or one
+/// whose weights and KV cache need more memory than is available, with the memory
+/// table. Without a context, refuses weights that alone do not fit.
+pub fn check_context(path: &Path, context: Option<u64>) -> Result<(), CliError> {
+    let summary = if path.is_dir() {
+        read_directory(path)
+    } else {
+        read_summary(path)
+    };
+    // An unreadable header is reported by the load itself, with its cause.
+    let Ok(summary) = summary else {
+        return Ok(());
+    };
+    match context_problem(&summary, context, taper_model::available_memory()) {
+        None => Ok(()),
+        Some(reason) => Err(CliError::ContextTooLarge {
+            reason,
+            table: memory_table(&summary, taper_model::available_memory()),
+        }),
+    }
+}
+
+/// Why `context` (or the weights alone) cannot be served, if it cannot.
+fn context_problem(s: &Summary, context: Option<u64>, available: Option<u64>) -> Option<String> {
+    let max = s.config.max_context as u64;
+    if let Some(n) = context
+        && n > max
+    {
+        return Some(format!(
+            "a context of {n} tokens is longer than the model's maximum of {max}"
+        ));
+    }
+    let avail = available?;
+    let kv = s.config.kv_bytes_per_token(KvDtype::F16.bytes());
+    let (what, total) = match context {
+        Some(n) => (
+            format!("a context of {n} tokens needs"),
+            s.weight_bytes.saturating_add(kv.saturating_mul(n)),
+        ),
+        None => ("the weights alone need".to_owned(), s.weight_bytes),
+    };
+    (total > avail).then(|| {
+        format!(
+            "{what} {} of memory (weights and f16 KV cache), more than the {} available",
+            size(total),
+            size(avail)
+        )
+    })
 }
 
 /// Bytes in binary units.
@@ -372,8 +430,41 @@ mod tests {
         assert!(row("131072 ").ends_with("does not fit"), "{text}");
         assert!(text.contains("qwen3: 36 layers"), "{text}");
         assert!(
+            text.contains("context       weights  KV cache (f16)"),
+            "{text}"
+        );
+        assert!(
             text.contains("quantization  Q4_K_M: Q4_K (10 tensors, 4.00 GiB)"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_context_that_cannot_fit_is_refused_with_its_reason() {
+        let config = taper_model::Preset::Full8B.config(taper_model::Architecture::Llama, None);
+        let summary = Summary {
+            config,
+            types: vec![("Q4_K".into(), 10, 4 << 30)],
+            weight_bytes: 4 << 30,
+            name: None,
+            mix: None,
+        };
+        let gib = 1u64 << 30;
+        assert_eq!(context_problem(&summary, Some(4096), Some(8 * gib)), None);
+        assert_eq!(context_problem(&summary, None, Some(8 * gib)), None);
+        // Llama-8B: 128 KiB of f16 KV cache per token, so 64k tokens need 8 GiB more.
+        let why = context_problem(&summary, Some(65_536), Some(8 * gib)).unwrap();
+        assert_eq!(
+            why,
+            "a context of 65536 tokens needs 12.00 GiB of memory (weights and f16 KV cache), more than the 8.00 GiB available"
+        );
+        let why = context_problem(&summary, None, Some(2 * gib)).unwrap();
+        assert!(why.starts_with("the weights alone need 4.00 GiB"), "{why}");
+        let why = context_problem(&summary, Some(200_000), None).unwrap();
+        assert_eq!(
+            why,
+            "a context of 200000 tokens is longer than the model's maximum of 131072"
+        );
+        assert!(context_problem(&summary, Some(1 << 20), None).is_some());
     }
 }

@@ -572,3 +572,27 @@ fn make_model_without_a_tokenizer_takes_a_vocabulary_size() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("--tokenizer"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_context_the_model_cannot_serve_is_refused_with_the_memory_table() {
+    let model = tiny_model();
+    let out = taper(&[
+        "run",
+        "--model",
+        path_str(model),
+        "--context",
+        "5000",
+        "Hello?",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(
+            "error: a context of 5000 tokens is longer than the model's maximum of 2048; memory per context:"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("KV cache (f16)"), "{err}");
+    assert!(err.contains("    2048  "), "{err}");
+    assert!(stdout(&out).is_empty());
+}
