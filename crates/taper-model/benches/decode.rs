@@ -3,17 +3,27 @@
 //!
 //! ```text
 //! cargo bench -p taper-model --bench decode -- [--arch llama,qwen3] [--quant q4_k_m,q8_0]
-//!     [--threads 1,2] [--prompt 512] [--generate 128] [--cache bench-cache]
+//!     [--threads 1,2] [--prompt 512] [--gen 128] [--cache bench-cache]
+//!     [--llama-bench PATH [--reps N]]
 //! ```
 //!
-//! The files are written once into the cache directory (about 25 GB for all four).
-//! Each measurement runs in a child process with `RAYON_NUM_THREADS` set, so the
-//! thread count is exact and peak RSS (`VmHWM`) belongs to that run alone.
+//! The files are written once into the cache directory (about 25 GB for all four),
+//! with the real distill tokenizers embedded (`scripts/fetch-fixtures.sh` fetches
+//! them) so that llama.cpp loads them too. Each measurement runs in a child process
+//! with `RAYON_NUM_THREADS` set, so the thread count is exact and peak RSS (`VmHWM`)
+//! belongs to that run alone.
+//!
+//! With `--llama-bench`, llama.cpp's `llama-bench` (built by
+//! `scripts/build-llama-bench.sh`) measures the same file with the same thread count
+//! right before or after ours (the order alternates from row to row, so that a
+//! drift of the machine's memory bandwidth does not favour one side), and the table
+//! gives both speeds and their ratio.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use taper_model::gguf::GgufHeader;
 use taper_model::{
     Architecture, CacheOptions, LoadOptions, LogitsFor, Model, ModelWriter, Preset, Quant,
     SamplerConfig,
@@ -26,6 +36,8 @@ struct Opts {
     prompt: usize,
     generate: usize,
     cache: PathBuf,
+    llama_bench: Option<PathBuf>,
+    reps: usize,
 }
 
 fn list(v: &str) -> Vec<String> {
@@ -40,6 +52,8 @@ fn parse() -> Result<Opts, String> {
         prompt: 512,
         generate: 128,
         cache: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench-cache"),
+        llama_bench: None,
+        reps: 1,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -56,6 +70,8 @@ fn parse() -> Result<Opts, String> {
             "--prompt" => o.prompt = val()?.parse().map_err(|_| "bad --prompt")?,
             "--gen" => o.generate = val()?.parse().map_err(|_| "bad --gen")?,
             "--cache" => o.cache = PathBuf::from(val()?),
+            "--llama-bench" => o.llama_bench = Some(PathBuf::from(val()?)),
+            "--reps" => o.reps = val()?.parse().map_err(|_| "bad --reps")?,
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
         }
@@ -77,6 +93,7 @@ fn main() {
         }
     };
     let mut rows = Vec::new();
+    let mut order = 0usize;
     for arch in &opts.archs {
         for quant in &opts.quants {
             let file = match ensure_file(&opts.cache, arch, quant) {
@@ -89,60 +106,194 @@ fn main() {
             let size = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
             for &t in &opts.threads {
                 eprintln!("measuring {arch} {quant} with {t} thread(s)...");
-                let out = Command::new(std::env::current_exe().expect("the bench binary exists"))
-                    .args([
-                        "--worker",
-                        &file.to_string_lossy(),
-                        &opts.prompt.to_string(),
-                        &opts.generate.to_string(),
-                    ])
-                    .env("RAYON_NUM_THREADS", t.to_string())
-                    .output()
-                    .expect("the bench binary can run itself");
-                let text = String::from_utf8_lossy(&out.stdout);
-                match text
-                    .lines()
-                    .last()
-                    .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-                {
-                    Some(r) => {
-                        eprintln!("{}", row(arch, quant, size, t, &r));
-                        rows.push((arch.clone(), quant.clone(), size, t, r));
-                    }
-                    None => eprintln!("run failed: {}", String::from_utf8_lossy(&out.stderr)),
+                order += 1;
+                let theirs_first = order.is_multiple_of(2);
+                let mut theirs = None;
+                if theirs_first {
+                    theirs = opts
+                        .llama_bench
+                        .as_deref()
+                        .map(|b| llama_bench(b, &file, t, &opts));
                 }
+                let ours = ours(&file, t, &opts);
+                if !theirs_first {
+                    theirs = opts
+                        .llama_bench
+                        .as_deref()
+                        .map(|b| llama_bench(b, &file, t, &opts));
+                }
+                let row = Row {
+                    name: format!("{arch} 8B {quant}"),
+                    size,
+                    threads: t,
+                    ours,
+                    theirs,
+                };
+                eprintln!("{}", row.line(opts.llama_bench.is_some()));
+                rows.push(row);
             }
         }
     }
-    println!(
-        "\n| model | file GiB | threads | load s | RSS after load GiB | prefill {} tok/s | decode {} tok/s | peak RSS GiB |",
-        opts.prompt, opts.generate
-    );
-    println!("|---|---|---|---|---|---|---|---|");
-    for (arch, quant, size, t, r) in rows {
-        println!("{}", row(&arch, &quant, size, t, &r));
+    let compare = opts.llama_bench.is_some();
+    if compare {
+        println!(
+            "\n| model | file GiB | threads | prefill {p} ours | prefill {p} llama.cpp | ratio | decode {g} ours | decode {g} llama.cpp | ratio | our load s | our peak RSS GiB |",
+            p = opts.prompt,
+            g = opts.generate
+        );
+        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    } else {
+        println!(
+            "\n| model | file GiB | threads | load s | RSS after load GiB | prefill {} tok/s | decode {} tok/s | peak RSS GiB |",
+            opts.prompt, opts.generate
+        );
+        println!("|---|---|---|---|---|---|---|---|");
+    }
+    for row in &rows {
+        println!("{}", row.line(compare));
     }
 }
 
-fn row(arch: &str, quant: &str, size: u64, threads: usize, r: &serde_json::Value) -> String {
-    let gib = |v: f64| v / (1u64 << 30) as f64;
-    let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-    format!(
-        "| {arch} 8B {quant} | {:.2} | {threads} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
-        gib(size as f64),
-        f("load_s"),
-        gib(f("load_rss")),
-        f("prefill_tps"),
-        f("decode_tps"),
-        gib(f("peak_rss")),
-    )
+/// What one side measured, in tokens/s (NaN where the run failed).
+struct Speeds {
+    prefill: f64,
+    decode: f64,
 }
 
-/// Writes the random 8B-shaped file for `arch` and `quant` unless it is cached.
+/// One row of the table.
+struct Row {
+    name: String,
+    size: u64,
+    threads: usize,
+    ours: Option<serde_json::Value>,
+    theirs: Option<Option<Speeds>>,
+}
+
+fn gib(v: f64) -> f64 {
+    v / (1u64 << 30) as f64
+}
+
+impl Row {
+    fn line(&self, compare: bool) -> String {
+        let f = |k: &str| {
+            self.ours
+                .as_ref()
+                .and_then(|r| r[k].as_f64())
+                .unwrap_or(f64::NAN)
+        };
+        if !compare {
+            return format!(
+                "| {} | {:.2} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                self.name,
+                gib(self.size as f64),
+                self.threads,
+                f("load_s"),
+                gib(f("load_rss")),
+                f("prefill_tps"),
+                f("decode_tps"),
+                gib(f("peak_rss")),
+            );
+        }
+        let theirs = self.theirs.as_ref().and_then(Option::as_ref);
+        let (tp, td) = theirs.map_or((f64::NAN, f64::NAN), |s| (s.prefill, s.decode));
+        format!(
+            "| {} | {:.2} | {} | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} |",
+            self.name,
+            gib(self.size as f64),
+            self.threads,
+            f("prefill_tps"),
+            tp,
+            f("prefill_tps") / tp,
+            f("decode_tps"),
+            td,
+            f("decode_tps") / td,
+            f("load_s"),
+            gib(f("peak_rss")),
+        )
+    }
+}
+
+/// Our side: this benchmark's worker in a child process with `threads` threads.
+fn ours(file: &Path, threads: usize, opts: &Opts) -> Option<serde_json::Value> {
+    let out = Command::new(std::env::current_exe().expect("the bench binary exists"))
+        .args([
+            "--worker",
+            &file.to_string_lossy(),
+            &opts.prompt.to_string(),
+            &opts.generate.to_string(),
+        ])
+        .env("RAYON_NUM_THREADS", threads.to_string())
+        .output()
+        .expect("the bench binary can run itself");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let parsed = text
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok());
+    if parsed.is_none() {
+        eprintln!("our run failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    parsed
+}
+
+/// llama.cpp's side: `llama-bench` on the same file, prompt and generation lengths.
+fn llama_bench(bin: &Path, file: &Path, threads: usize, opts: &Opts) -> Option<Speeds> {
+    let out = Command::new(bin)
+        .arg("-m")
+        .arg(file)
+        .args(["-t", &threads.to_string()])
+        .args(["-p", &opts.prompt.to_string()])
+        .args(["-n", &opts.generate.to_string()])
+        .args(["-r", &opts.reps.to_string()])
+        .args(["-o", "json"])
+        .output();
+    let out = match out {
+        Ok(out) if out.status.success() => out,
+        Ok(out) => {
+            eprintln!(
+                "llama-bench failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return None;
+        }
+        Err(e) => {
+            eprintln!("cannot run {}: {e}", bin.display());
+            return None;
+        }
+    };
+    let tests: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+        .map_err(|e| eprintln!("llama-bench printed no JSON: {e}"))
+        .ok()?;
+    let speed = |prompt: usize, generate: usize| {
+        tests
+            .iter()
+            .find(|t| t["n_prompt"] == prompt && t["n_gen"] == generate)
+            .and_then(|t| t["avg_ts"].as_f64())
+            .unwrap_or(f64::NAN)
+    };
+    Some(Speeds {
+        prefill: speed(opts.prompt, 0),
+        decode: speed(0, opts.generate),
+    })
+}
+
+/// Whether the GGUF file at `path` carries a tokenizer (llama.cpp needs one).
+fn has_tokenizer(path: &Path) -> bool {
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return false;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    GgufHeader::read(std::io::BufReader::new(&mut file), len)
+        .is_ok_and(|h| h.get("tokenizer.ggml.model").is_some())
+}
+
+/// Writes the random 8B-shaped file for `arch` and `quant`, with the real distill
+/// tokenizer embedded, unless it is cached (a cached file without a tokenizer, from
+/// an older version of this benchmark, is written again).
 fn ensure_file(cache: &Path, arch: &str, quant: &str) -> Result<PathBuf, String> {
     std::fs::create_dir_all(cache).map_err(|e| format!("{}: {e}", cache.display()))?;
     let path = cache.join(format!("{arch}-8b-{quant}.gguf"));
-    if path.exists() {
+    if path.exists() && has_tokenizer(&path) {
         return Ok(path);
     }
     let a = match arch {
@@ -150,6 +301,14 @@ fn ensure_file(cache: &Path, arch: &str, quant: &str) -> Result<PathBuf, String>
         "qwen3" => Architecture::Qwen3,
         other => return Err(format!("unknown arch {other}")),
     };
+    let tokenizer = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../../fixtures/cache/r1_{arch}.tokenizer.json"));
+    let tokenizer = std::fs::read_to_string(&tokenizer).map_err(|e| {
+        format!(
+            "{}: {e} (run scripts/fetch-fixtures.sh)",
+            tokenizer.display()
+        )
+    })?;
     let q = Quant::parse(quant).ok_or(format!("unknown quant {quant}"))?;
     let tmp = path.with_extension("partial");
     let start = Instant::now();
@@ -158,6 +317,7 @@ fn ensure_file(cache: &Path, arch: &str, quant: &str) -> Result<PathBuf, String>
     ModelWriter::new(Preset::Full8B.config(a, None))
         .quant(q)
         .seed(8)
+        .tokenizer_json(tokenizer)
         .pooled_blocks(true)
         .progress(move |done, total| {
             let pct = done * 100 / total.max(1);
