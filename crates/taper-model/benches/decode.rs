@@ -13,8 +13,9 @@
 //! with `RAYON_NUM_THREADS` set, so the thread count is exact and peak RSS (`VmHWM`)
 //! belongs to that run alone.
 //!
-//! With `--llama-bench`, llama.cpp's `llama-bench` (built by
-//! `scripts/build-llama-bench.sh`) measures the same file with the same thread count
+//! With `--llama-bench` (an absolute path: cargo runs benchmarks in the package's
+//! directory), llama.cpp's `llama-bench` (built by `scripts/build-llama-bench.sh`,
+//! which prints that path) measures the same file with the same thread count
 //! right before or after ours (the order alternates from row to row, so that a
 //! drift of the machine's memory bandwidth does not favour one side), and the table
 //! gives both speeds and their ratio.
