@@ -1,13 +1,18 @@
 //! Random-weight models in the exact layout of the real ones, for tests and
 //! benchmarks: GGUF with llama.cpp's metadata keys and tensor names, and
 //! safetensors with a Hugging Face `config.json`. Deterministic from a seed.
+//!
+//! The same writer converts trained weights: [`ModelWriter::from_hf_dir`] reads a
+//! Hugging Face directory and writes its tensors instead of random ones.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::quantized::QTensor;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
 use serde_json::json;
 
@@ -16,7 +21,9 @@ use crate::error::{Error, Result};
 use crate::gguf::{self, TensorSpec, TensorType, Value};
 use crate::model::ProgressFn;
 use crate::tokenizer::GgufVocab;
-use crate::weights::{PlannedTensor, TensorRole, gguf_row_to_hf, tensor_plan};
+use crate::weights::{
+    PlannedTensor, SafetensorsSource, TensorRole, Weight, gguf_row_to_hf, tensor_plan,
+};
 
 /// A model size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,7 +203,8 @@ impl Quant {
     }
 }
 
-/// Writes random-weight models.
+/// Writes models: random weights from a seed, or given weights
+/// ([`from_hf_dir`](Self::from_hf_dir)).
 ///
 /// ```no_run
 /// use taper_model::{Architecture, ModelWriter, Preset, Quant};
@@ -214,6 +222,9 @@ pub struct ModelWriter {
     chat_template: Option<String>,
     progress: Option<ProgressFn>,
     pooled_blocks: bool,
+    /// Given weights by Hugging Face name, row-major in Hugging Face layout.
+    tensors: Option<Arc<HashMap<String, Vec<f32>>>>,
+    name: Option<String>,
 }
 
 impl std::fmt::Debug for ModelWriter {
@@ -237,7 +248,60 @@ impl ModelWriter {
             chat_template: None,
             progress: None,
             pooled_blocks: false,
+            tensors: None,
+            name: None,
         }
+    }
+
+    /// A writer for the trained model in a Hugging Face directory: its
+    /// `config.json`, its safetensors weights (f32, f16 or bf16; every tensor the
+    /// config needs, no other) and its `tokenizer.json` if present. Written as
+    /// GGUF, the q/k rows are permuted to llama.cpp's layout, so the file computes
+    /// the same logits as the directory.
+    ///
+    /// ```no_run
+    /// use taper_model::{ModelWriter, Quant, TensorType};
+    /// # fn main() -> taper_model::Result<()> {
+    /// ModelWriter::from_hf_dir("trained/")?
+    ///     .quant(Quant::Pure(TensorType::Q8_0))
+    ///     .write_gguf("trained.gguf")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_hf_dir(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref();
+        let config_path = dir.join("config.json");
+        let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config = ModelConfig::from_hf_json(&text)?;
+        let plan = tensor_plan(&config);
+        let source = SafetensorsSource::open(dir)?;
+        source.check(&plan)?;
+        let mut tensors = HashMap::with_capacity(plan.len());
+        for p in &plan {
+            let tensor = match source.load(p, &Device::Cpu)? {
+                Weight::Dense(t) => t,
+                Weight::Quantized(q) => q.dequantize(&Device::Cpu)?,
+            };
+            let values = tensor
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            tensors.insert(p.hf.clone(), values);
+        }
+        let mut writer = Self::new(config);
+        writer.tensors = Some(Arc::new(tensors));
+        let tokenizer = dir.join("tokenizer.json");
+        if tokenizer.exists() {
+            let text = std::fs::read_to_string(&tokenizer).map_err(|e| Error::io(&tokenizer, e))?;
+            writer.tokenizer_json = Some(text);
+        }
+        Ok(writer)
+    }
+
+    /// The model's name in the GGUF `general.name` (default: "taper random" and the
+    /// architecture and size).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
     }
 
     /// For benchmark files: fill quantized tensors with blocks drawn at random from
@@ -279,8 +343,12 @@ impl ModelWriter {
         self
     }
 
-    /// The values of one tensor, row-major in Hugging Face layout.
+    /// The values of one tensor, row-major in Hugging Face layout: the given ones,
+    /// or random ones from the seed.
     fn values(&self, p: &PlannedTensor) -> Vec<f32> {
+        if let Some(given) = self.tensors.as_ref().and_then(|t| t.get(&p.hf)) {
+            return given.clone();
+        }
         let n: usize = p.shape.iter().product();
         let mut rng = Normal::new(self.seed ^ fnv1a(p.hf.as_bytes()));
         match p.role {
@@ -341,7 +409,7 @@ impl ModelWriter {
             };
             let elements = p.shape.iter().product::<usize>() as u64;
             let kind = specs[i].kind;
-            if self.pooled_blocks && kind.block_size() > 1 {
+            if self.pooled_blocks && self.tensors.is_none() && kind.block_size() > 1 {
                 pooled(
                     kind,
                     p.shape[1],
@@ -394,7 +462,11 @@ impl ModelWriter {
             ("general.architecture".to_string(), Value::String(a.into())),
             (
                 "general.name".to_string(),
-                Value::String(format!("taper random {a} {}", c.parameter_count())),
+                Value::String(
+                    self.name
+                        .clone()
+                        .unwrap_or_else(|| format!("taper random {a} {}", c.parameter_count())),
+                ),
             ),
             (
                 "general.file_type".to_string(),
@@ -692,5 +764,78 @@ impl Normal {
         let t = 2.0 * std::f64::consts::PI * u2;
         self.spare = Some((r * t.sin()) as f32);
         (r * t.cos()) as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{CacheOptions, LoadOptions, LogitsFor, Model};
+
+    fn logits(path: &Path, tokens: &[u32]) -> Vec<f32> {
+        let model = Model::load(path, &LoadOptions::new()).expect("model loads");
+        let mut cache = model
+            .new_cache(CacheOptions::new().context(32))
+            .expect("cache");
+        model
+            .forward(tokens, &mut cache, LogitsFor::All)
+            .expect("forward")
+            .into_vec()
+    }
+
+    fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f32::max)
+    }
+
+    #[test]
+    fn a_hugging_face_directory_converts_to_a_gguf_with_its_logits() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let hf = dir.path().join("hf");
+        // Two query heads per key head: the q and k row permutations both matter.
+        let config = Preset::Tiny.config(Architecture::Llama, Some(512));
+        ModelWriter::new(config.clone())
+            .seed(11)
+            .write_safetensors(&hf, None)
+            .expect("writes safetensors");
+        let gguf = dir.path().join("converted.gguf");
+        // The seed is irrelevant once weights are given.
+        ModelWriter::from_hf_dir(&hf)
+            .expect("reads the directory")
+            .seed(99)
+            .name("converted")
+            .write_gguf(&gguf)
+            .expect("writes GGUF");
+        let random = dir.path().join("random.gguf");
+        ModelWriter::new(config)
+            .seed(99)
+            .write_gguf(&random)
+            .expect("writes GGUF");
+
+        let tokens = [1, 7, 42, 300, 5, 9, 511, 0];
+        let expected = logits(&hf, &tokens);
+        assert!(max_diff(&expected, &logits(&gguf, &tokens)) < 1e-4);
+        assert!(max_diff(&expected, &logits(&random, &tokens)) > 1e-2);
+    }
+
+    #[test]
+    fn a_directory_without_a_needed_tensor_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = Preset::Tiny.config(Architecture::Llama, Some(512));
+        ModelWriter::new(config)
+            .write_safetensors(dir.path(), None)
+            .expect("writes safetensors");
+        let path = dir.path().join("config.json");
+        let text = std::fs::read_to_string(&path).expect("config");
+        // One more layer than the weights hold.
+        let text = text.replace("\"num_hidden_layers\":2", "\"num_hidden_layers\":3");
+        std::fs::write(&path, text).expect("rewrites config");
+        assert!(matches!(
+            ModelWriter::from_hf_dir(dir.path()),
+            Err(Error::MissingTensor(name)) if name.contains("layers.2")
+        ));
     }
 }
