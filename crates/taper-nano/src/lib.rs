@@ -1,0 +1,107 @@
+//! The embedded default model: synthetic tasks, training data, evaluation.
+//!
+//! `taper-nano` is a tiny Llama-block model in the DeepSeek R1 chat format, trained
+//! in this repository on synthetic arithmetic word problems to restate the
+//! quantities, call the calculator with the whole computation, read the result and
+//! answer with the number. This crate holds everything about it that is Rust:
+//!
+//! - [`tasks`]: the seeded generator of word problems, with a training split and a
+//!   held-out split (other phrasings, other number intervals);
+//! - [`transcript`]: the exact prompt and completion texts the agent renders and
+//!   samples for a problem, which are the training data;
+//! - [`eval`]: scoring agent runs on problems;
+//! - [`agent_builder`]: the agent configuration the model is trained for (system
+//!   prompt, calculator, budgets, sampling), shared by the evaluation and the CLI.
+//!
+//! The binaries `nano-corpus` (writes the training corpus), `nano-gguf` (converts
+//! the trained weights) and `nano-eval` (runs the agent on the held-out split) and
+//! the Python training code under `train/` complete the pipeline; the crate's
+//! README describes it.
+
+pub mod eval;
+pub mod rng;
+pub mod tasks;
+pub mod transcript;
+
+use taper::{Agent, AgentBuilder, Decoder, SamplerConfig};
+use taper_calculator::Calculator;
+
+pub use tasks::{Problem, Split, generate};
+pub use transcript::{Transcript, TranscriptError};
+
+/// Where the trained model lives, relative to the workspace root.
+pub const MODEL_PATH: &str = "models/taper-nano.gguf";
+
+/// The base of the system prompt the model was trained with (the format appends the
+/// calculator's description and the call format).
+pub const SYSTEM_PROMPT: &str =
+    "Solve the arithmetic problem: call the calculator once, then answer with its result.";
+
+/// The most reasoning tokens per step (the training traces use under 40).
+pub const THINKING_BUDGET: usize = 96;
+
+/// The most answer tokens (the training answers use under 20).
+pub const MAX_ANSWER_TOKENS: usize = 48;
+
+/// Steps per run: one calculator call and the answer, with one spare.
+pub const MAX_STEPS: usize = 3;
+
+/// The context the agent reserves: the system prompt is about 930 tokens, a whole run
+/// under 1200.
+pub const CONTEXT: usize = 2048;
+
+/// The agent the model was trained for: [`SYSTEM_PROMPT`], the calculator, one call
+/// per step, the budgets above and greedy sampling. Callers may override any option
+/// before `build()` (for example `.sampling(SamplerConfig::default())` for the model
+/// card's temperature 0.6).
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let decoder = taper::Decoder::load(taper_nano::MODEL_PATH)?;
+/// let agent = taper_nano::agent_builder(&decoder).build()?;
+/// let answer = agent.run("A pen costs 3 dollars. What do 12 pens cost in total?").await?;
+/// println!("{}", answer.text);
+/// # Ok(())
+/// # }
+/// ```
+pub fn agent_builder(decoder: &Decoder) -> AgentBuilder {
+    Agent::builder(decoder)
+        .tool(Calculator::new())
+        .system_prompt(SYSTEM_PROMPT)
+        .parallel_calls(false)
+        .max_steps(MAX_STEPS)
+        .thinking_budget(THINKING_BUDGET)
+        .max_answer_tokens(MAX_ANSWER_TOKENS)
+        .context(CONTEXT)
+        .sampling(SamplerConfig::greedy())
+}
+
+/// Whether `text` contains `number` as a whole number: not as part of a longer one
+/// (`42` is in "is 42." but not in "142" or "42.5").
+pub fn mentions_number(text: &str, number: &str) -> bool {
+    let digit = |c: Option<char>| c.is_some_and(|c| c.is_ascii_digit());
+    text.match_indices(number).any(|(i, _)| {
+        let before = text[..i].chars().next_back();
+        let mut after = text[i + number.len()..].chars();
+        let next = after.next();
+        let decimal_continues = next == Some('.') && digit(after.next());
+        !digit(before) && before != Some('.') && !digit(next) && !decimal_continues
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions_number;
+
+    #[test]
+    fn numbers_match_whole() {
+        assert!(mentions_number("The answer is 42 dollars.", "42"));
+        assert!(mentions_number("42", "42"));
+        assert!(mentions_number("It is 12.5.", "12.5"));
+        assert!(!mentions_number("The answer is 142.", "42"));
+        assert!(!mentions_number("The answer is 42.5.", "42"));
+        assert!(!mentions_number("The answer is 0.42", "42"));
+        assert!(!mentions_number("The answer is 421", "42"));
+    }
+}

@@ -1,0 +1,787 @@
+//! Synthetic arithmetic word problems: shopping, rates, percentages, unit
+//! conversions and multi-step problems of two to four operations.
+//!
+//! Each problem has its text, the quantities restated (the model's reasoning
+//! before the call), the calculator expression that solves it, and the answer as
+//! the calculator prints it. The two splits share the cue vocabulary ("each",
+//! "per", "percent", "total") but not their phrasings or number intervals:
+//!
+//! - **templates**: every category has training phrasings and held-out ones (new
+//!   wordings and orders of the same quantities);
+//! - **numbers**: a number of two or more digits has a leading digit in
+//!   [`TRAIN_LEADING`] in training and in [`HELD_OUT_LEADING`] in the held-out
+//!   split (so 40-49 and 700-799 are never seen in training); cents and
+//!   percentages come from disjoint lists too. One-digit counts are shared.
+
+use taper_calculator::Calculator;
+
+use crate::rng::Rng;
+
+/// Which problems: the training split or the held-out one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    /// Training templates and number intervals.
+    Train,
+    /// Templates and number intervals never used in training.
+    HeldOut,
+}
+
+/// Leading digits of multi-digit numbers in training problems.
+pub const TRAIN_LEADING: [u64; 7] = [1, 2, 3, 5, 6, 8, 9];
+
+/// Leading digits of multi-digit numbers in held-out problems.
+pub const HELD_OUT_LEADING: [u64; 2] = [4, 7];
+
+const TRAIN_CENTS: [&str; 12] = [
+    "25", "50", "75", "20", "80", "10", "90", "15", "85", "35", "65", "95",
+];
+const HELD_OUT_CENTS: [&str; 5] = ["40", "60", "30", "70", "45"];
+const TRAIN_PERCENTS: [u64; 12] = [5, 10, 15, 20, 25, 30, 35, 50, 60, 65, 80, 90];
+const HELD_OUT_PERCENTS: [u64; 4] = [40, 45, 70, 75];
+
+const NAMES: [&str; 16] = [
+    "Ana", "Ben", "Carla", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jon", "Kim", "Leo",
+    "Maya", "Nina", "Omar", "Paul",
+];
+
+/// Things to buy: (singular, plural).
+const ITEMS: [(&str, &str); 14] = [
+    ("pen", "pens"),
+    ("book", "books"),
+    ("apple", "apples"),
+    ("notebook", "notebooks"),
+    ("ticket", "tickets"),
+    ("shirt", "shirts"),
+    ("cup", "cups"),
+    ("lamp", "lamps"),
+    ("candle", "candles"),
+    ("plate", "plates"),
+    ("ball", "balls"),
+    ("toy", "toys"),
+    ("bottle", "bottles"),
+    ("cookie", "cookies"),
+];
+
+/// One word problem with its solution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The template it comes from.
+    pub template: &'static str,
+    /// The split it belongs to.
+    pub split: Split,
+    /// The problem as the user asks it.
+    pub text: String,
+    /// The quantities restated: the reasoning before the calculator call.
+    pub notes: String,
+    /// The calculator expression that solves it, numbers as in the text.
+    pub expression: String,
+    /// What the calculator prints for the expression (`= 42`, `= 21/2 (exactly 10.5)`).
+    pub calculator_output: String,
+    /// The answer: the calculator's (exact decimal) result, as it prints it.
+    pub answer: String,
+    /// The unit of the answer ("dollars", "km"), possibly empty.
+    pub unit: &'static str,
+}
+
+/// Draws numbers for one split.
+struct Draw<'a> {
+    rng: &'a mut Rng,
+    split: Split,
+}
+
+impl Draw<'_> {
+    /// An integer with `min..=max` digits; one-digit numbers are 2..=9.
+    fn int(&mut self, min_digits: u32, max_digits: u32) -> u64 {
+        let digits = self.rng.range(u64::from(min_digits), u64::from(max_digits)) as u32;
+        if digits == 1 {
+            return self.rng.range(2, 9);
+        }
+        let leading = match self.split {
+            Split::Train => *self.rng.pick(&TRAIN_LEADING),
+            Split::HeldOut => *self.rng.pick(&HELD_OUT_LEADING),
+        };
+        let scale = 10u64.pow(digits - 1);
+        leading * scale + self.rng.range(0, scale - 1)
+    }
+
+    /// A count of things: 2 to 99.
+    fn count(&mut self) -> u64 {
+        self.int(1, 2)
+    }
+
+    /// A price in dollars: whole, or with cents.
+    fn price(&mut self) -> String {
+        let whole = self.int(1, 2);
+        if self.rng.range(0, 1) == 0 {
+            return whole.to_string();
+        }
+        let cents = match self.split {
+            Split::Train => *self.rng.pick(&TRAIN_CENTS),
+            Split::HeldOut => *self.rng.pick(&HELD_OUT_CENTS),
+        };
+        format!("{whole}.{cents}")
+    }
+
+    fn percent(&mut self) -> u64 {
+        match self.split {
+            Split::Train => *self.rng.pick(&TRAIN_PERCENTS),
+            Split::HeldOut => *self.rng.pick(&HELD_OUT_PERCENTS),
+        }
+    }
+
+    fn name(&mut self) -> &'static str {
+        let name: &&'static str = self.rng.pick(&NAMES);
+        name
+    }
+
+    fn item(&mut self) -> (&'static str, &'static str) {
+        *self.rng.pick(&ITEMS)
+    }
+
+    /// Two different items.
+    fn two_items(&mut self) -> ((&'static str, &'static str), (&'static str, &'static str)) {
+        let a = self.item();
+        loop {
+            let b = self.item();
+            if b != a {
+                return (a, b);
+            }
+        }
+    }
+
+    /// A bill that covers `cost`: the smallest of 10, 20, 50, 100, 200, ... above it.
+    fn bill_above(&mut self, cost: f64) -> u64 {
+        let mut scale = 10;
+        loop {
+            for step in [1, 2, 5] {
+                if (step * scale) as f64 > cost {
+                    return step * scale;
+                }
+            }
+            scale *= 10;
+        }
+    }
+}
+
+/// A problem as a template builds it, before the calculator runs.
+struct Built {
+    text: String,
+    notes: String,
+    expression: String,
+    unit: &'static str,
+}
+
+/// A template: its name, its split and how it builds a problem.
+struct Template {
+    name: &'static str,
+    split: Split,
+    build: fn(&mut Draw<'_>) -> Built,
+}
+
+fn built(text: String, notes: String, expression: String, unit: &'static str) -> Built {
+    Built {
+        text,
+        notes,
+        expression,
+        unit,
+    }
+}
+
+fn num(s: &str) -> f64 {
+    s.parse().unwrap_or(0.0)
+}
+
+const TEMPLATES: &[Template] = &[
+    // Shopping.
+    Template {
+        name: "shop-each",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            built(
+                format!("{name} buys {n} {items} at {p} dollars each. How much does {name} spend?"),
+                format!("{n} {items} at {p} dollars each."),
+                format!("{n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "shop-cost-total",
+        split: Split::Train,
+        build: |d| {
+            let ((item, items), n, p) = (d.item(), d.count(), d.price());
+            built(
+                format!("One {item} costs {p} dollars. What do {n} {items} cost in total?"),
+                format!("{n} {items}, {p} dollars each."),
+                format!("{n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "shop-change",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            let bill = d.bill_above(n as f64 * num(&p));
+            built(
+                format!(
+                    "{name} buys {n} {items} at {p} dollars each and pays with {bill} dollars. How much change does {name} get?"
+                ),
+                format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
+                format!("{bill} - {n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "shop-price-if-each",
+        split: Split::HeldOut,
+        build: |d| {
+            let ((_, items), n, p) = (d.item(), d.count(), d.price());
+            built(
+                format!("What is the total price of {n} {items} if each one costs {p} dollars?"),
+                format!("{n} {items}, {p} dollars each."),
+                format!("{n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "shop-change-left",
+        split: Split::HeldOut,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            let bill = d.bill_above(n as f64 * num(&p));
+            built(
+                format!(
+                    "{name} pays {bill} dollars for {n} {items} that cost {p} dollars each. How much change is left?"
+                ),
+                format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
+                format!("{bill} - {n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    // Rates.
+    Template {
+        name: "rate-speed",
+        split: Split::Train,
+        build: |d| {
+            let (s, t) = (d.int(2, 3), d.int(1, 2));
+            built(
+                format!("A car travels at {s} km per hour for {t} hours. How far does it go?"),
+                format!("{s} km per hour for {t} hours."),
+                format!("{s} * {t}"),
+                "km",
+            )
+        },
+    },
+    Template {
+        name: "rate-pages",
+        split: Split::Train,
+        build: |d| {
+            let (name, r, days) = (d.name(), d.int(1, 2), d.int(1, 3));
+            built(
+                format!(
+                    "{name} reads {r} pages per day. How many pages does {name} read in {days} days?"
+                ),
+                format!("{r} pages per day for {days} days."),
+                format!("{r} * {days}"),
+                "pages",
+            )
+        },
+    },
+    Template {
+        name: "rate-flow",
+        split: Split::Train,
+        build: |d| {
+            let (total, t) = (d.int(2, 4), d.int(1, 2));
+            built(
+                format!(
+                    "A pump moves {total} liters in {t} minutes. How many liters does it move per minute?"
+                ),
+                format!("{total} liters in {t} minutes."),
+                format!("{total} / {t}"),
+                "liters per minute",
+            )
+        },
+    },
+    Template {
+        name: "rate-train-distance",
+        split: Split::HeldOut,
+        build: |d| {
+            let (s, t) = (d.int(2, 3), d.int(1, 2));
+            built(
+                format!("In {t} hours at {s} km per hour, how far does a train travel?"),
+                format!("{s} km per hour for {t} hours."),
+                format!("{s} * {t}"),
+                "km",
+            )
+        },
+    },
+    Template {
+        name: "rate-flow-per",
+        split: Split::HeldOut,
+        build: |d| {
+            let (total, t) = (d.int(2, 4), d.int(1, 2));
+            built(
+                format!(
+                    "{total} liters flow out of a tank in {t} minutes. What is the flow in liters per minute?"
+                ),
+                format!("{total} liters in {t} minutes."),
+                format!("{total} / {t}"),
+                "liters per minute",
+            )
+        },
+    },
+    // Percentages.
+    Template {
+        name: "pct-of",
+        split: Split::Train,
+        build: |d| {
+            let (p, x) = (d.percent(), d.int(2, 4));
+            built(
+                format!("What is {p} percent of {x}?"),
+                format!("{p} percent of {x}."),
+                format!("{x} * {p} / 100"),
+                "",
+            )
+        },
+    },
+    Template {
+        name: "pct-sale",
+        split: Split::Train,
+        build: |d| {
+            let ((item, _), x, p) = (d.item(), d.int(2, 3), d.percent());
+            built(
+                format!(
+                    "A {item} costs {x} dollars and is on sale for {p} percent off. What is the sale price?"
+                ),
+                format!("{x} dollars, {p} percent off."),
+                format!("{x} - {x} * {p} / 100"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "pct-grow",
+        split: Split::Train,
+        build: |d| {
+            let (x, p) = (d.int(3, 5), d.percent());
+            built(
+                format!("A town of {x} people grows by {p} percent. What is the new population?"),
+                format!("{x} people, up {p} percent."),
+                format!("{x} + {x} * {p} / 100"),
+                "people",
+            )
+        },
+    },
+    Template {
+        name: "pct-find",
+        split: Split::HeldOut,
+        build: |d| {
+            let (p, x) = (d.percent(), d.int(2, 4));
+            built(
+                format!("Find {p} percent of {x}."),
+                format!("{p} percent of {x}."),
+                format!("{x} * {p} / 100"),
+                "",
+            )
+        },
+    },
+    Template {
+        name: "pct-rise",
+        split: Split::HeldOut,
+        build: |d| {
+            let ((item, _), x, p) = (d.item(), d.int(2, 3), d.percent());
+            built(
+                format!(
+                    "The price of a {item} is {x} dollars. It goes up by {p} percent. What is the new price?"
+                ),
+                format!("{x} dollars, up {p} percent."),
+                format!("{x} + {x} * {p} / 100"),
+                "dollars",
+            )
+        },
+    },
+    // Unit conversions.
+    Template {
+        name: "unit-km-m",
+        split: Split::Train,
+        build: |d| {
+            let x = d.int(1, 3);
+            built(
+                format!("How many meters are in {x} km?"),
+                format!("{x} km, 1000 meters per km."),
+                format!("{x} * 1000"),
+                "meters",
+            )
+        },
+    },
+    Template {
+        name: "unit-h-min",
+        split: Split::Train,
+        build: |d| {
+            let x = d.int(1, 3);
+            built(
+                format!("How many minutes are in {x} hours?"),
+                format!("{x} hours, 60 minutes per hour."),
+                format!("{x} * 60"),
+                "minutes",
+            )
+        },
+    },
+    Template {
+        name: "unit-kg-g",
+        split: Split::Train,
+        build: |d| {
+            let (name, x) = (d.name(), d.int(1, 3));
+            built(
+                format!("{name} has {x} kg of flour. How many grams is that?"),
+                format!("{x} kg, 1000 grams per kg."),
+                format!("{x} * 1000"),
+                "grams",
+            )
+        },
+    },
+    Template {
+        name: "unit-dozen",
+        split: Split::Train,
+        build: |d| {
+            let x = d.int(1, 3);
+            built(
+                format!("How many eggs are in {x} dozen?"),
+                format!("{x} dozen, 12 eggs per dozen."),
+                format!("{x} * 12"),
+                "eggs",
+            )
+        },
+    },
+    Template {
+        name: "unit-min-h",
+        split: Split::Train,
+        build: |d| {
+            let x = d.int(2, 3);
+            built(
+                format!("How many hours are {x} minutes?"),
+                format!("{x} minutes, 60 minutes per hour."),
+                format!("{x} / 60"),
+                "hours",
+            )
+        },
+    },
+    Template {
+        name: "unit-convert-h",
+        split: Split::HeldOut,
+        build: |d| {
+            let x = d.int(1, 3);
+            built(
+                format!("Convert {x} hours to minutes."),
+                format!("{x} hours, 60 minutes per hour."),
+                format!("{x} * 60"),
+                "minutes",
+            )
+        },
+    },
+    Template {
+        name: "unit-rope-m",
+        split: Split::HeldOut,
+        build: |d| {
+            let x = d.int(1, 3);
+            built(
+                format!("A rope is {x} km long. How long is it in meters?"),
+                format!("{x} km, 1000 meters per km."),
+                format!("{x} * 1000"),
+                "meters",
+            )
+        },
+    },
+    // Multi-step.
+    Template {
+        name: "multi-two-items",
+        split: Split::Train,
+        build: |d| {
+            let (name, ((_, xs), (_, ys))) = (d.name(), d.two_items());
+            let (a, p, b, q) = (d.count(), d.price(), d.count(), d.price());
+            built(
+                format!(
+                    "{name} buys {a} {xs} at {p} dollars each and {b} {ys} at {q} dollars each. What is the total cost?"
+                ),
+                format!("{a} {xs} at {p} dollars each. {b} {ys} at {q} dollars each."),
+                format!("{a} * {p} + {b} * {q}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "multi-spend-earn",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            let (x, y) = (d.int(3, 4), d.int(2, 3));
+            built(
+                format!(
+                    "{name} has {x} dollars, buys {n} {items} at {p} dollars each, and then earns {y} dollars. How much money does {name} have now?"
+                ),
+                format!("Has {x} dollars. {n} {items} at {p} dollars each. Earns {y} dollars."),
+                format!("{x} - {n} * {p} + {y}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "multi-boxes-give",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), a, b) = (d.name(), d.item(), d.count(), d.count());
+            let c = d.int(1, 2);
+            built(
+                format!(
+                    "A box holds {a} {items}. {name} has {b} boxes and gives away {c} {items}. How many {items} are left?"
+                ),
+                format!("{b} boxes of {a} {items}. Gives away {c}."),
+                format!("{a} * {b} - {c}"),
+                items,
+            )
+        },
+    },
+    Template {
+        name: "multi-discount-total",
+        split: Split::Train,
+        build: |d| {
+            let (name, ((_, xs), (_, ys))) = (d.name(), d.two_items());
+            let (a, p, b, q, r) = (d.count(), d.price(), d.count(), d.price(), d.percent());
+            built(
+                format!(
+                    "{name} buys {a} {xs} at {p} dollars each and {b} {ys} at {q} dollars each, then gets {r} percent off the total. How much does {name} pay?"
+                ),
+                format!(
+                    "{a} {xs} at {p} dollars each. {b} {ys} at {q} dollars each. {r} percent off."
+                ),
+                format!("({a} * {p} + {b} * {q}) * (100 - {r}) / 100"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "multi-share",
+        split: Split::Train,
+        build: |d| {
+            let ((_, items), a, p, t) = (d.item(), d.count(), d.price(), d.int(1, 2));
+            let n = *d.rng.pick(&[2u64, 4, 5, 8, 10]);
+            built(
+                format!(
+                    "{n} friends buy {a} {items} at {p} dollars each and pay a {t} dollar fee. They split the total equally. How much does each pay?"
+                ),
+                format!("{a} {items} at {p} dollars each, plus {t} dollars, split {n} ways."),
+                format!("({a} * {p} + {t}) / {n}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "multi-total-plus",
+        split: Split::HeldOut,
+        build: |d| {
+            let ((_, xs), (_, ys)) = d.two_items();
+            let (a, p, b, q) = (d.count(), d.price(), d.count(), d.price());
+            built(
+                format!(
+                    "What is the total cost of {b} {ys} at {q} dollars each plus {a} {xs} at {p} dollars each?"
+                ),
+                format!("{b} {ys} at {q} dollars each. {a} {xs} at {p} dollars each."),
+                format!("{b} * {q} + {a} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "multi-earn-spend",
+        split: Split::HeldOut,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            let (x, y) = (d.int(3, 4), d.int(2, 3));
+            built(
+                format!(
+                    "{name} starts with {x} dollars, earns {y} dollars, then buys {n} {items} at {p} dollars each. How much money is left?"
+                ),
+                format!("Has {x} dollars. Earns {y} dollars. {n} {items} at {p} dollars each."),
+                format!("{x} + {y} - {n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "multi-boxes-remain",
+        split: Split::HeldOut,
+        build: |d| {
+            let (name, (_, items), a, b) = (d.name(), d.item(), d.count(), d.count());
+            let c = d.int(1, 2);
+            built(
+                format!(
+                    "{name} has {b} boxes with {a} {items} in each box and gives away {c} {items}. How many {items} remain?"
+                ),
+                format!("{b} boxes of {a} {items}. Gives away {c}."),
+                format!("{a} * {b} - {c}"),
+                items,
+            )
+        },
+    },
+];
+
+/// The names of the templates of a split.
+pub fn template_names(split: Split) -> Vec<&'static str> {
+    TEMPLATES
+        .iter()
+        .filter(|t| t.split == split)
+        .map(|t| t.name)
+        .collect()
+}
+
+/// The decimal a calculator output states exactly: `42` for `= 42`, `10.5` for
+/// `= 21/2 (exactly 10.5)`; `None` for a repeating decimal or an approximation.
+pub fn exact_result(output: &str) -> Option<&str> {
+    let rest = output.strip_prefix("= ")?;
+    if let Some(start) = rest.find("(exactly ") {
+        return rest[start + "(exactly ".len()..].strip_suffix(')');
+    }
+    let integer = rest.strip_prefix('-').unwrap_or(rest);
+    (!integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit())).then_some(rest)
+}
+
+/// `n` problems of `split`, the same for the same seed. Templates of the split are
+/// used in turn; a problem whose result is not an exact, non-negative decimal is
+/// drawn again.
+pub fn generate(seed: u64, split: Split, n: usize) -> Vec<Problem> {
+    let templates: Vec<&Template> = TEMPLATES.iter().filter(|t| t.split == split).collect();
+    let calculator = Calculator::new();
+    let mut rng = Rng::new(seed ^ split_salt(split));
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        let template = templates[rng.next_u64() as usize % templates.len()];
+        let b = (template.build)(&mut Draw {
+            rng: &mut rng,
+            split,
+        });
+        let Ok(evaluation) = calculator.evaluate(&b.expression) else {
+            continue;
+        };
+        let output = evaluation.to_string();
+        let Some(answer) = exact_result(&output).filter(|a| !a.starts_with('-')) else {
+            continue;
+        };
+        let answer = answer.to_owned();
+        out.push(Problem {
+            template: template.name,
+            split,
+            text: b.text,
+            notes: b.notes,
+            expression: b.expression,
+            calculator_output: output,
+            answer,
+            unit: b.unit,
+        });
+    }
+    out
+}
+
+fn split_salt(split: Split) -> u64 {
+    match split {
+        Split::Train => 0x7261_696e,
+        Split::HeldOut => 0x6865_6c64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn same_seed_same_problems() {
+        assert_eq!(generate(3, Split::Train, 50), generate(3, Split::Train, 50));
+        assert_ne!(generate(3, Split::Train, 50), generate(4, Split::Train, 50));
+    }
+
+    #[test]
+    fn splits_share_no_template() {
+        let train: HashSet<_> = template_names(Split::Train).into_iter().collect();
+        let held: HashSet<_> = template_names(Split::HeldOut).into_iter().collect();
+        assert!(train.len() >= 15 && held.len() >= 8);
+        assert!(train.is_disjoint(&held));
+        assert!(
+            generate(1, Split::HeldOut, 200)
+                .iter()
+                .all(|p| held.contains(p.template))
+        );
+    }
+
+    /// The numbers of two or more digits in a text.
+    fn long_numbers(text: &str) -> Vec<String> {
+        text.split(|c: char| !c.is_ascii_digit() && c != '.')
+            .map(|w| w.trim_matches('.'))
+            .filter(|w| !w.is_empty())
+            .map(|w| w.split('.').next().unwrap_or(w).to_owned())
+            .filter(|w| w.len() >= 2)
+            .collect()
+    }
+
+    #[test]
+    fn splits_use_disjoint_number_intervals() {
+        let leading = |p: &Problem| -> Vec<u64> {
+            long_numbers(&p.text)
+                .iter()
+                // Bills (1, 2 or 5 then zeros) are not drawn.
+                .filter(|n| {
+                    let zeros = n.trim_start_matches(['1', '2', '5']);
+                    !(n.len() - zeros.len() == 1 && zeros.bytes().all(|b| b == b'0'))
+                })
+                .map(|n| u64::from(n.as_bytes()[0] - b'0'))
+                .collect()
+        };
+        for p in generate(5, Split::HeldOut, 300) {
+            for d in leading(&p) {
+                assert!(HELD_OUT_LEADING.contains(&d), "{}", p.text);
+            }
+        }
+        for p in generate(5, Split::Train, 300) {
+            for d in leading(&p) {
+                assert!(!HELD_OUT_LEADING.contains(&d), "{}", p.text);
+            }
+        }
+    }
+
+    #[test]
+    fn answers_are_the_calculators() {
+        for p in generate(2, Split::Train, 300)
+            .into_iter()
+            .chain(generate(2, Split::HeldOut, 300))
+        {
+            assert!(p.calculator_output.starts_with("= "), "{p:?}");
+            assert_eq!(exact_result(&p.calculator_output), Some(p.answer.as_str()));
+            let numbers: Vec<&str> = p
+                .expression
+                .split(|c: char| !c.is_ascii_digit() && c != '.')
+                .filter(|w| !w.is_empty())
+                .collect();
+            for n in numbers {
+                let constant = matches!(n, "100" | "1000" | "60" | "12");
+                assert!(constant || p.text.contains(n), "{n} not in {}", p.text);
+            }
+        }
+    }
+
+    #[test]
+    fn exact_results() {
+        assert_eq!(exact_result("= 42"), Some("42"));
+        assert_eq!(exact_result("= 21/2 (exactly 10.5)"), Some("10.5"));
+        assert_eq!(
+            exact_result("= 10/3 (≈ 3.33333, the repeating decimal 3.(3))"),
+            None
+        );
+        assert_eq!(exact_result("≈ 1.41421"), None);
+    }
+}
