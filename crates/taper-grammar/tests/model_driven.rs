@@ -35,8 +35,9 @@ use taper_model::{
 const THINKING_BUDGET: usize = 8;
 /// Text-answer tokens after which EOS is committed as soon as the grammar allows it.
 const ANSWER_TOKENS: usize = 12;
-/// Tokens per run before it counts as capped.
-const CAP: usize = 600;
+/// Tokens per run (sampled and forced) before it counts as capped. Where the call
+/// markers are text (Llama), each call forces about 60 tokens.
+const CAP: usize = 1500;
 /// The bonus given to finishing or closing tokens when a step is nudged: it outweighs
 /// the spread of the model's logits.
 const BONUS: f32 = 40.0;
@@ -63,7 +64,9 @@ struct Nudge {
     /// EOS, and the special token that opens tool calls where there is one.
     finishers: Vec<u32>,
     /// Text tokens made only of `"`, `}` and `]`: wherever the grammar allows one, it
-    /// ends a string, an array or an object.
+    /// ends a string, an array or an object; and the token that ends the tool-call
+    /// block rather than opening another call, so that a run of parallel calls ends
+    /// too.
     closers: Vec<u32>,
 }
 
@@ -71,12 +74,26 @@ impl Nudge {
     fn new(tokenizer: &Tokenizer, env: &TokenEnv) -> Self {
         let mut finishers = vec![env.eos()];
         finishers.extend(tokenizer.single_token("<｜tool▁calls▁begin｜>"));
-        let closers = (0..env.vocab_size() as u32)
+        let mut closers: Vec<u32> = (0..env.vocab_size() as u32)
             .filter(|&t| {
                 let bytes = env.decode(&[t]);
                 !env.is_special(t) && !bytes.is_empty() && bytes.iter().all(|b| b"\"}]".contains(b))
             })
             .collect();
+        let end = "<｜tool▁calls▁end｜>";
+        match tokenizer.single_token(end) {
+            Some(id) => closers.push(id),
+            // A text marker: its first token that differs from the next call's marker
+            // is where the block ends instead of going on.
+            None => {
+                let end = tokenizer.encode(end).expect("the marker encodes");
+                let next = tokenizer
+                    .encode("<｜tool▁call▁begin｜>")
+                    .expect("the marker encodes");
+                let shared = end.iter().zip(&next).take_while(|(a, b)| a == b).count();
+                closers.extend(end.get(shared));
+            }
+        }
         Nudge { finishers, closers }
     }
 
