@@ -260,7 +260,8 @@ impl ModelWriter {
     /// the same logits as the directory.
     ///
     /// ```no_run
-    /// use taper_model::{ModelWriter, Quant, TensorType};
+    /// use taper_model::gguf::TensorType;
+    /// use taper_model::{ModelWriter, Quant};
     /// # fn main() -> taper_model::Result<()> {
     /// ModelWriter::from_hf_dir("trained/")?
     ///     .quant(Quant::Pure(TensorType::Q8_0))
