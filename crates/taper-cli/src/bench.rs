@@ -172,16 +172,8 @@ fn measure(
         prefill,
         decode,
         masks,
-        peak_rss: peak_rss(),
+        peak_rss: taper_model::peak_rss(),
     })
-}
-
-/// The process's peak resident memory (`VmHWM`), where the system reports it.
-fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Mean, median, 99th percentile and maximum of `d`, in microseconds.

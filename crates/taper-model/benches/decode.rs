@@ -339,17 +339,6 @@ fn ensure_file(cache: &Path, arch: &str, quant: &str) -> Result<PathBuf, String>
     Ok(path)
 }
 
-fn peak_rss() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(0, |kib| kib * 1024)
-}
-
 fn worker(args: &[String]) {
     let [file, prompt, generate] = args else {
         eprintln!("worker needs FILE PROMPT GEN");
@@ -360,7 +349,7 @@ fn worker(args: &[String]) {
     let start = Instant::now();
     let model = Model::load(file, &LoadOptions::new()).expect("the benchmark file loads");
     let load_s = start.elapsed().as_secs_f64();
-    let load_rss = peak_rss();
+    let load_rss = taper_model::peak_rss().unwrap_or(0);
     let vocab = model.config().vocab_size as u64;
     let tokens: Vec<u32> = (0..prompt as u64)
         .map(|i| ((i * 2_654_435_761) % vocab) as u32)
@@ -390,7 +379,7 @@ fn worker(args: &[String]) {
             "prefill_tps": prompt as f64 / prefill_s,
             "decode_tps": generate as f64 / decode_s,
             "load_rss": load_rss,
-            "peak_rss": peak_rss(),
+            "peak_rss": taper_model::peak_rss().unwrap_or(0),
         })
     );
 }

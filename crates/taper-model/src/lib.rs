@@ -30,7 +30,7 @@ pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
 pub use model::{
     CacheOptions, KvCache, KvDtype, LoadOptions, Logits, LogitsFor, Model, ProgressFn,
-    available_memory,
+    available_memory, peak_rss,
 };
 pub use sampler::{Sampler, SamplerConfig};
 pub use tokenizer::{BOS, DecodeStream, EOS, GgufVocab, Marker, Tokenizer};

@@ -570,6 +570,15 @@ impl Model {
     }
 }
 
+/// This process's peak resident memory so far, from `/proc/self/status`'s `VmHWM`,
+/// or `None` where that cannot be read.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 /// The largest amount of memory this process could allocate now, from
 /// `/proc/meminfo`'s `MemAvailable`, or `None` where that cannot be read.
 pub fn available_memory() -> Option<u64> {

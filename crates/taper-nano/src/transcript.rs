@@ -61,15 +61,7 @@ impl Renderer {
     pub fn new() -> Result<Self, TranscriptError> {
         let mut tools = ToolBox::new();
         tools.register(Calculator::new())?;
-        let infos: Vec<ToolInfo<'_>> = tools
-            .tools()
-            .iter()
-            .map(|t| ToolInfo {
-                name: t.name(),
-                description: t.description(),
-                schema: t.schema_value(),
-            })
-            .collect();
+        let infos: Vec<ToolInfo<'_>> = tools.tools().iter().map(ToolInfo::from).collect();
         Ok(Renderer {
             system: FORMAT.system_prompt(Some(SYSTEM_PROMPT), &infos),
         })

@@ -388,16 +388,7 @@ impl AgentBuilder {
             ));
         }
         o.sampling.build()?;
-        let infos: Vec<ToolInfo<'_>> = self
-            .tools
-            .tools()
-            .iter()
-            .map(|t| ToolInfo {
-                name: t.name(),
-                description: t.description(),
-                schema: t.schema_value(),
-            })
-            .collect();
+        let infos: Vec<ToolInfo<'_>> = self.tools.tools().iter().map(ToolInfo::from).collect();
         let system = self
             .decoder
             .format()

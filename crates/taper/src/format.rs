@@ -98,6 +98,17 @@ pub struct ToolInfo<'a> {
     pub schema: &'a Value,
 }
 
+impl<'a> From<&'a taper_tool::RegisteredTool> for ToolInfo<'a> {
+    /// What the system prompt says about a tool of a [`ToolBox`](taper_tool::ToolBox).
+    fn from(tool: &'a taper_tool::RegisteredTool) -> Self {
+        ToolInfo {
+            name: tool.name(),
+            description: tool.description(),
+            schema: tool.schema_value(),
+        }
+    }
+}
+
 impl ChatFormat {
     /// The format of a model architecture: Llama is the Llama distill, Qwen3 the
     /// Qwen3 one.
