@@ -214,7 +214,12 @@ fn build_trie(
     let table = ByteLevelTable::new();
     let mut words: Vec<Vec<u8>> = vec![Vec::new(); vocab_size];
     let beyond = |id: u32| TokenEnvError::TokenBeyondVocab { id, vocab_size };
+    let added_tokens = tokenizer.get_added_tokens_decoder();
     for (text, id) in tokenizer.get_vocab(false) {
+        // An added token may be in the model's vocabulary too; it is filled in below.
+        if added_tokens.contains_key(&id) {
+            continue;
+        }
         let slot = words.get_mut(id as usize).ok_or_else(|| beyond(id))?;
         *slot = table.decode(&text).ok_or_else(|| {
             TokenEnvError::UnsupportedTokenizer(format!(
@@ -223,7 +228,7 @@ fn build_trie(
         })?;
     }
     let mut added = HashMap::new();
-    for (id, token) in tokenizer.get_added_tokens_decoder() {
+    for (id, token) in added_tokens {
         let slot = words.get_mut(id as usize).ok_or_else(|| beyond(id))?;
         let mut bytes = Vec::with_capacity(token.content.len() + 1);
         bytes.push(TokTrie::SPECIAL_TOKEN_MARKER);

@@ -149,15 +149,19 @@ impl Tokenizer {
         let mut vocab = serde_json::Map::new();
         let mut added = Vec::new();
         for (id, (&tok, &ty)) in tokens.iter().zip(&types).enumerate() {
-            match ty {
-                TOKEN_CONTROL | TOKEN_USER_DEFINED => added.push(json!({
+            if ty == TOKEN_UNUSED {
+                continue;
+            }
+            // Added tokens go in the model's vocabulary too: `tokenizers` gives an
+            // added token that the vocabulary lacks a new id after the vocabulary,
+            // whatever id the file says, which is wrong wherever the added tokens do
+            // not come last (a vocabulary with its markers first).
+            vocab.insert(tok.to_string(), json!(id));
+            if matches!(ty, TOKEN_CONTROL | TOKEN_USER_DEFINED) {
+                added.push(json!({
                     "id": id, "content": tok, "single_word": false, "lstrip": false,
                     "rstrip": false, "normalized": false, "special": ty == TOKEN_CONTROL,
-                })),
-                TOKEN_UNUSED => {}
-                _ => {
-                    vocab.insert(tok.to_string(), json!(id));
-                }
+                }));
             }
         }
         let doc = json!({

@@ -164,3 +164,76 @@ fn wrong_or_broken_tokenizers_are_errors() {
     let e = Tokenizer::from_gguf(&header).unwrap_err();
     assert!(e.to_string().contains("falcon"), "{e}");
 }
+
+/// GPT-2's byte-level alphabet: the character that stands for each byte.
+fn byte_level_alphabet() -> Vec<char> {
+    let mut bytes: Vec<u32> = (u32::from('!')..=u32::from('~'))
+        .chain(u32::from('¡')..=u32::from('¬'))
+        .chain(u32::from('®')..=u32::from('ÿ'))
+        .collect();
+    let mut chars = bytes.clone();
+    let mut extra = 0;
+    for b in 0..256 {
+        if !bytes.contains(&b) {
+            bytes.push(b);
+            chars.push(256 + extra);
+            extra += 1;
+        }
+    }
+    let mut by_byte = vec!['\0'; 256];
+    for (b, c) in bytes.iter().zip(&chars) {
+        by_byte[*b as usize] = char::from_u32(*c).expect("GPT-2's alphabet is valid chars");
+    }
+    by_byte
+}
+
+/// The Llama-3 split pattern (from its tokenizer.json), which GGUF calls `llama-bpe`.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+#[test]
+fn markers_first_keep_their_ids_through_gguf() {
+    // A vocabulary like the nano model's: the markers at ids 0-2 (and in the BPE
+    // vocabulary too, as `tokenizers` training puts them), then the 256 bytes.
+    let specials = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>"];
+    let mut vocab = serde_json::Map::new();
+    for (id, s) in specials.iter().enumerate() {
+        vocab.insert((*s).to_owned(), serde_json::json!(id));
+    }
+    for (b, c) in byte_level_alphabet().iter().enumerate() {
+        vocab.insert(c.to_string(), serde_json::json!(specials.len() + b));
+    }
+    let added: Vec<_> = specials
+        .iter()
+        .enumerate()
+        .map(|(id, s)| {
+            serde_json::json!({"id": id, "content": s, "single_word": false, "lstrip": false,
+                "rstrip": false, "normalized": false, "special": true})
+        })
+        .collect();
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": false},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false},
+        ]},
+        "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+            "ignore_merges": true, "vocab": vocab, "merges": []},
+    })
+    .to_string();
+    let reference = Tokenizer::from_json(&json).unwrap();
+    let ours = gguf_tokenizer(&json, 320);
+    let text = "<｜begin▁of▁sentence｜>ab<｜User｜>c<｜end▁of▁sentence｜>";
+    let a = 3 + u32::from(b'a');
+    assert_eq!(
+        reference.encode(text).unwrap(),
+        vec![0, a, a + 1, 2, a + 2, 1]
+    );
+    assert_eq!(ours.encode(text).unwrap(), reference.encode(text).unwrap());
+    assert_eq!(ours.single_token("<｜User｜>"), Some(2));
+    assert_eq!(ours.bos_id(), Some(0));
+    assert_eq!(ours.eos_id(), Some(1));
+}
