@@ -23,8 +23,11 @@ pub mod rng;
 pub mod tasks;
 pub mod transcript;
 
+use async_trait::async_trait;
+use serde_json::{Value, json};
 use taper::{Agent, AgentBuilder, Decoder, SamplerConfig};
 use taper_calculator::Calculator;
+use taper_tool::{DynTool, ToolContext, ToolError, ToolOutput};
 
 pub use tasks::{Problem, Split, generate};
 pub use transcript::{Transcript, TranscriptError};
@@ -37,6 +40,52 @@ pub const MODEL_PATH: &str = "models/taper-nano.gguf";
 pub const SYSTEM_PROMPT: &str =
     "Solve the arithmetic problem: call the calculator once, then answer with its result.";
 
+/// How the nano agent describes the calculator to the model, in place of the
+/// calculator's own manual (about 700 tokens of syntax and examples that a toy
+/// model cannot use, and that would be most of every prompt it reads).
+pub const CALCULATOR_DESCRIPTION: &str = "Evaluates one arithmetic expression exactly.";
+
+/// The calculator of the nano agent: the real [`Calculator`] (same name, same
+/// evaluation, same output text), described by [`CALCULATOR_DESCRIPTION`] with a
+/// schema of one string and no descriptions.
+///
+/// ```
+/// use taper_tool::ToolBox;
+///
+/// let mut tools = ToolBox::new();
+/// tools.register(taper_nano::NanoCalculator::default())?;
+/// assert_eq!(tools.tools()[0].name(), "calculator");
+/// # Ok::<(), taper_tool::RegisterError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct NanoCalculator {
+    inner: Calculator,
+}
+
+#[async_trait]
+impl DynTool for NanoCalculator {
+    fn name(&self) -> &str {
+        DynTool::name(&self.inner)
+    }
+
+    fn description(&self) -> &str {
+        CALCULATOR_DESCRIPTION
+    }
+
+    fn schema(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {"expression": {"type": "string"}},
+            "required": ["expression"],
+            "additionalProperties": false
+        })
+    }
+
+    async fn call_json(&self, args: Value, ctx: ToolContext) -> Result<ToolOutput, ToolError> {
+        self.inner.call_json(args, ctx).await
+    }
+}
+
 /// The most reasoning tokens per step (the training traces use under 40).
 pub const THINKING_BUDGET: usize = 96;
 
@@ -46,11 +95,10 @@ pub const MAX_ANSWER_TOKENS: usize = 48;
 /// Steps per run: one calculator call and the answer, with one spare.
 pub const MAX_STEPS: usize = 3;
 
-/// The context the agent reserves: the system prompt is about 930 tokens, a whole run
-/// under 1200.
-pub const CONTEXT: usize = 2048;
+/// The context the agent reserves (a whole run takes a few hundred tokens).
+pub const CONTEXT: usize = 1024;
 
-/// The agent the model was trained for: [`SYSTEM_PROMPT`], the calculator, one call
+/// The agent the model was trained for: [`SYSTEM_PROMPT`], [`NanoCalculator`], one call
 /// per step, the budgets above and greedy sampling. Callers may override any option
 /// before `build()` (for example `.sampling(SamplerConfig::default())` for the model
 /// card's temperature 0.6).
@@ -67,7 +115,7 @@ pub const CONTEXT: usize = 2048;
 /// ```
 pub fn agent_builder(decoder: &Decoder) -> AgentBuilder {
     Agent::builder(decoder)
-        .tool(Calculator::new())
+        .tool(NanoCalculator::default())
         .system_prompt(SYSTEM_PROMPT)
         .parallel_calls(false)
         .max_steps(MAX_STEPS)

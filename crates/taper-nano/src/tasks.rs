@@ -8,10 +8,12 @@
 //!
 //! - **templates**: every category has training phrasings and held-out ones (new
 //!   wordings and orders of the same quantities);
-//! - **numbers**: a number of two or more digits has a leading digit in
-//!   [`TRAIN_LEADING`] in training and in [`HELD_OUT_LEADING`] in the held-out
-//!   split (so 40-49 and 700-799 are never seen in training); cents and
-//!   percentages come from disjoint lists too. One-digit counts are shared.
+//! - **numbers**: the multi-digit numbers of the held-out split lie in intervals
+//!   training never draws from ([`held_out_leading`]: 30-39 and 60-69, 400-499
+//!   and 700-799, 5000-5999 and 8000-8999, ...), while every digit still leads
+//!   some training number of another length, so the model can learn to copy
+//!   any digit; cents and percentages come from disjoint lists too. One-digit
+//!   counts are shared.
 
 use taper_calculator::Calculator;
 
@@ -26,18 +28,25 @@ pub enum Split {
     HeldOut,
 }
 
-/// Leading digits of multi-digit numbers in training problems.
-pub const TRAIN_LEADING: [u64; 7] = [1, 2, 3, 5, 6, 8, 9];
+/// The leading digits reserved for the held-out split among numbers of `digits`
+/// digits (two or more): two per length, a different pair for each length, so
+/// that every digit leads training numbers of the other lengths.
+pub fn held_out_leading(digits: u32) -> [u64; 2] {
+    match digits {
+        2 => [3, 6],
+        3 => [4, 7],
+        4 => [5, 8],
+        _ => [2, 9],
+    }
+}
 
-/// Leading digits of multi-digit numbers in held-out problems.
-pub const HELD_OUT_LEADING: [u64; 2] = [4, 7];
-
+// Two-digit cents and percentages follow the two-digit rule: 30s and 60s held out.
 const TRAIN_CENTS: [&str; 12] = [
-    "25", "50", "75", "20", "80", "10", "90", "15", "85", "35", "65", "95",
+    "25", "50", "75", "20", "80", "10", "90", "15", "85", "45", "40", "95",
 ];
-const HELD_OUT_CENTS: [&str; 5] = ["40", "60", "30", "70", "45"];
-const TRAIN_PERCENTS: [u64; 12] = [5, 10, 15, 20, 25, 30, 35, 50, 60, 65, 80, 90];
-const HELD_OUT_PERCENTS: [u64; 4] = [40, 45, 70, 75];
+const HELD_OUT_CENTS: [&str; 5] = ["30", "60", "35", "65", "39"];
+const TRAIN_PERCENTS: [u64; 12] = [5, 10, 15, 20, 25, 40, 45, 50, 70, 75, 80, 90];
+const HELD_OUT_PERCENTS: [u64; 4] = [30, 35, 60, 65];
 
 const NAMES: [&str; 16] = [
     "Ana", "Ben", "Carla", "Dev", "Emma", "Farid", "Grace", "Hugo", "Ines", "Jon", "Kim", "Leo",
@@ -96,9 +105,15 @@ impl Draw<'_> {
         if digits == 1 {
             return self.rng.range(2, 9);
         }
+        let reserved = held_out_leading(digits);
         let leading = match self.split {
-            Split::Train => *self.rng.pick(&TRAIN_LEADING),
-            Split::HeldOut => *self.rng.pick(&HELD_OUT_LEADING),
+            Split::Train => loop {
+                let d = self.rng.range(1, 9);
+                if !reserved.contains(&d) {
+                    break d;
+                }
+            },
+            Split::HeldOut => *self.rng.pick(&reserved),
         };
         let scale = 10u64.pow(digits - 1);
         leading * scale + self.rng.range(0, scale - 1)
@@ -213,7 +228,7 @@ const TEMPLATES: &[Template] = &[
             let ((item, items), n, p) = (d.item(), d.count(), d.price());
             built(
                 format!("One {item} costs {p} dollars. What do {n} {items} cost in total?"),
-                format!("{n} {items}, {p} dollars each."),
+                format!("{n} {items} at {p} dollars each."),
                 format!("{n} * {p}"),
                 "dollars",
             )
@@ -242,7 +257,7 @@ const TEMPLATES: &[Template] = &[
             let ((_, items), n, p) = (d.item(), d.count(), d.price());
             built(
                 format!("What is the total price of {n} {items} if each one costs {p} dollars?"),
-                format!("{n} {items}, {p} dollars each."),
+                format!("{n} {items} at {p} dollars each."),
                 format!("{n} * {p}"),
                 "dollars",
             )
@@ -629,6 +644,249 @@ const TEMPLATES: &[Template] = &[
             )
         },
     },
+    // More training phrasings of the same computations, in other orders, so that
+    // the model learns to find each quantity by its cue words rather than by
+    // where it stands. The held-out phrasings above are still never seen.
+    Template {
+        name: "shop-each-cost",
+        split: Split::Train,
+        build: |d| {
+            let ((item, items), n, p) = (d.item(), d.count(), d.price());
+            built(
+                format!("Each {item} costs {p} dollars. How much do {n} {items} cost?"),
+                format!("{n} {items} at {p} dollars each."),
+                format!("{n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "shop-wants",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            built(
+                format!(
+                    "{name} wants {n} {items}. They cost {p} dollars each. What is the total cost?"
+                ),
+                format!("{n} {items} at {p} dollars each."),
+                format!("{n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "shop-bill-first",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            let bill = d.bill_above(n as f64 * num(&p));
+            built(
+                format!(
+                    "{name} has a {bill} dollar bill and buys {n} {items} that cost {p} dollars each. How much change does {name} get?"
+                ),
+                format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
+                format!("{bill} - {n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "shop-change-back",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            let bill = d.bill_above(n as f64 * num(&p));
+            built(
+                format!(
+                    "{n} {items} cost {p} dollars each. {name} pays {bill} dollars. What change comes back?"
+                ),
+                format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
+                format!("{bill} - {n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "rate-hours-first",
+        split: Split::Train,
+        build: |d| {
+            let (s, t) = (d.int(2, 3), d.int(1, 2));
+            built(
+                format!("For {t} hours a bus drives at {s} km per hour. How far does it drive?"),
+                format!("{s} km per hour for {t} hours."),
+                format!("{s} * {t}"),
+                "km",
+            )
+        },
+    },
+    Template {
+        name: "rate-pages-days-first",
+        split: Split::Train,
+        build: |d| {
+            let (name, r, days) = (d.name(), d.int(1, 2), d.int(1, 3));
+            built(
+                format!("In {days} days, reading {r} pages per day, how many pages does {name} read?"),
+                format!("{r} pages per day for {days} days."),
+                format!("{r} * {days}"),
+                "pages",
+            )
+        },
+    },
+    Template {
+        name: "rate-flow-minutes-first",
+        split: Split::Train,
+        build: |d| {
+            let (total, t) = (d.int(2, 4), d.int(1, 2));
+            built(
+                format!("In {t} minutes a tap fills {total} liters. How many liters per minute is that?"),
+                format!("{total} liters in {t} minutes."),
+                format!("{total} / {t}"),
+                "liters per minute",
+            )
+        },
+    },
+    Template {
+        name: "pct-how-much",
+        split: Split::Train,
+        build: |d| {
+            let (p, x) = (d.percent(), d.int(2, 4));
+            built(
+                format!("How much is {p} percent of {x}?"),
+                format!("{p} percent of {x}."),
+                format!("{x} * {p} / 100"),
+                "",
+            )
+        },
+    },
+    Template {
+        name: "pct-whole-first",
+        split: Split::Train,
+        build: |d| {
+            let (p, x) = (d.percent(), d.int(2, 4));
+            built(
+                format!("Take {x} and compute {p} percent of it."),
+                format!("{p} percent of {x}."),
+                format!("{x} * {p} / 100"),
+                "",
+            )
+        },
+    },
+    Template {
+        name: "pct-price-rises",
+        split: Split::Train,
+        build: |d| {
+            let ((item, _), x, p) = (d.item(), d.int(2, 3), d.percent());
+            built(
+                format!(
+                    "A {item} costs {x} dollars. Its price rises by {p} percent. What does it cost now?"
+                ),
+                format!("{x} dollars, up {p} percent."),
+                format!("{x} + {x} * {p} / 100"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "pct-discount-first",
+        split: Split::Train,
+        build: |d| {
+            let ((item, _), x, p) = (d.item(), d.int(2, 3), d.percent());
+            built(
+                format!("With {p} percent off, what does a {item} priced at {x} dollars cost?"),
+                format!("{x} dollars, {p} percent off."),
+                format!("{x} - {x} * {p} / 100"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "unit-convert-km",
+        split: Split::Train,
+        build: |d| {
+            let x = d.int(1, 3);
+            built(
+                format!("Convert {x} km to meters."),
+                format!("{x} km, 1000 meters per km."),
+                format!("{x} * 1000"),
+                "meters",
+            )
+        },
+    },
+    Template {
+        name: "unit-hours-is",
+        split: Split::Train,
+        build: |d| {
+            let (name, x) = (d.name(), d.int(1, 3));
+            built(
+                format!("{name} works {x} hours. How many minutes is that?"),
+                format!("{x} hours, 60 minutes per hour."),
+                format!("{x} * 60"),
+                "minutes",
+            )
+        },
+    },
+    Template {
+        name: "unit-road-m",
+        split: Split::Train,
+        build: |d| {
+            let x = d.int(1, 3);
+            built(
+                format!("A road is {x} km long. What is its length in meters?"),
+                format!("{x} km, 1000 meters per km."),
+                format!("{x} * 1000"),
+                "meters",
+            )
+        },
+    },
+    Template {
+        name: "multi-two-items-together",
+        split: Split::Train,
+        build: |d| {
+            let ((_, xs), (_, ys)) = d.two_items();
+            let (a, p, b, q) = (d.count(), d.price(), d.count(), d.price());
+            built(
+                format!(
+                    "How much do {a} {xs} at {p} dollars each and {b} {ys} at {q} dollars each cost together?"
+                ),
+                format!("{a} {xs} at {p} dollars each. {b} {ys} at {q} dollars each."),
+                format!("{a} * {p} + {b} * {q}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "multi-earn-then-buy",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
+            let (x, y) = (d.int(3, 4), d.int(2, 3));
+            built(
+                format!(
+                    "{name} has {x} dollars. {name} earns {y} dollars and then buys {n} {items} at {p} dollars each. How much money does {name} have left?"
+                ),
+                format!("Has {x} dollars. Earns {y} dollars. {n} {items} at {p} dollars each."),
+                format!("{x} + {y} - {n} * {p}"),
+                "dollars",
+            )
+        },
+    },
+    Template {
+        name: "multi-boxes-there-are",
+        split: Split::Train,
+        build: |d| {
+            let (name, (_, items), a, b) = (d.name(), d.item(), d.count(), d.count());
+            let c = d.int(1, 2);
+            built(
+                format!(
+                    "There are {b} boxes with {a} {items} each. {name} gives away {c} {items}. How many {items} are left?"
+                ),
+                format!("{b} boxes of {a} {items}. Gives away {c}."),
+                format!("{a} * {b} - {c}"),
+                items,
+            )
+        },
+    },
 ];
 
 /// The names of the templates of a split.
@@ -731,7 +989,8 @@ mod tests {
 
     #[test]
     fn splits_use_disjoint_number_intervals() {
-        let leading = |p: &Problem| -> Vec<u64> {
+        // (digits, leading digit) of each drawn multi-digit number of a problem.
+        let leading = |p: &Problem| -> Vec<(u32, u64)> {
             long_numbers(&p.text)
                 .iter()
                 // Bills (1, 2 or 5 then zeros) are not drawn.
@@ -739,19 +998,23 @@ mod tests {
                     let zeros = n.trim_start_matches(['1', '2', '5']);
                     !(n.len() - zeros.len() == 1 && zeros.bytes().all(|b| b == b'0'))
                 })
-                .map(|n| u64::from(n.as_bytes()[0] - b'0'))
+                .map(|n| (n.len() as u32, u64::from(n.as_bytes()[0] - b'0')))
                 .collect()
         };
         for p in generate(5, Split::HeldOut, 300) {
-            for d in leading(&p) {
-                assert!(HELD_OUT_LEADING.contains(&d), "{}", p.text);
+            for (len, d) in leading(&p) {
+                assert!(held_out_leading(len).contains(&d), "{}", p.text);
             }
         }
+        let mut seen = HashSet::new();
         for p in generate(5, Split::Train, 300) {
-            for d in leading(&p) {
-                assert!(!HELD_OUT_LEADING.contains(&d), "{}", p.text);
+            for (len, d) in leading(&p) {
+                assert!(!held_out_leading(len).contains(&d), "{}", p.text);
+                seen.insert(d);
             }
         }
+        // Every digit leads some training number.
+        assert!((1..=9).all(|d| seen.contains(&d)), "{seen:?}");
     }
 
     #[test]

@@ -6,15 +6,14 @@
 //! second reads the conversation as the chat format re-renders it (the first turn's
 //! reasoning dropped, the call's arguments compact, the tool output) and writes a
 //! short reasoning step and the answer. Prompts come from [`ChatFormat::render`]
-//! and [`ChatFormat::system_prompt`] with the calculator as the agent lists it, so
+//! and [`ChatFormat::system_prompt`] with [`NanoCalculator`] as the agent lists it, so
 //! the training data is the agent's own text byte for byte.
 
 use serde_json::json;
 use taper::{AssistantMessage, ChatFormat, Message, RenderedCall, ToolInfo};
-use taper_calculator::Calculator;
 use taper_tool::{RegisterError, ToolBox};
 
-use crate::SYSTEM_PROMPT;
+use crate::{NanoCalculator, SYSTEM_PROMPT};
 use crate::tasks::Problem;
 
 /// The chat format of the nano model (a Llama block).
@@ -60,7 +59,7 @@ impl Renderer {
     /// A renderer with the system prompt [`crate::agent_builder`] gives the agent.
     pub fn new() -> Result<Self, TranscriptError> {
         let mut tools = ToolBox::new();
-        tools.register(Calculator::new())?;
+        tools.register(NanoCalculator::default())?;
         let infos: Vec<ToolInfo<'_>> = tools.tools().iter().map(ToolInfo::from).collect();
         Ok(Renderer {
             system: FORMAT.system_prompt(Some(SYSTEM_PROMPT), &infos),
@@ -74,8 +73,25 @@ impl Renderer {
 
     /// The transcript of `problem` solved with one calculator call.
     pub fn transcript(&self, problem: &Problem) -> Transcript {
-        let user = Message::User(problem.text.clone());
-        let prompt1 = FORMAT.render(Some(&self.system), std::slice::from_ref(&user), true);
+        self.transcript_after(&mut Vec::new(), problem)
+    }
+
+    /// The transcripts of a chat that solves `problems` one after the other in one
+    /// session: each turn's prompts carry the earlier turns as the session keeps
+    /// them (calls, tool outputs, the final reasoning and answers).
+    pub fn conversation(&self, problems: &[Problem]) -> Vec<Transcript> {
+        let mut history = Vec::new();
+        problems
+            .iter()
+            .map(|p| self.transcript_after(&mut history, p))
+            .collect()
+    }
+
+    /// The transcript of `problem` after the messages of `history`, to which the
+    /// solved problem's messages are appended.
+    fn transcript_after(&self, history: &mut Vec<Message>, problem: &Problem) -> Transcript {
+        history.push(Message::User(problem.text.clone()));
+        let prompt1 = FORMAT.render(Some(&self.system), history, true);
         // The grammar writes the arguments with `": "`; the history renders them
         // compact, as `serde_json` prints the parsed value.
         let completion1 = format!(
@@ -83,28 +99,29 @@ impl Renderer {
             problem.notes,
             json!(problem.expression),
         );
-        let history = [
-            user,
-            Message::Assistant(AssistantMessage {
-                thinking: Some(problem.notes.clone()),
-                content: "\n\n".into(),
-                calls: vec![RenderedCall {
-                    name: "calculator".into(),
-                    arguments: json!({"expression": problem.expression}).to_string(),
-                }],
-            }),
-            Message::Tool(problem.calculator_output.clone()),
-        ];
-        let prompt2 = FORMAT.render(Some(&self.system), &history, true);
+        history.push(Message::Assistant(AssistantMessage {
+            thinking: Some(problem.notes.clone()),
+            content: "\n\n".into(),
+            calls: vec![RenderedCall {
+                name: "calculator".into(),
+                arguments: json!({"expression": problem.expression}).to_string(),
+            }],
+        }));
+        history.push(Message::Tool(problem.calculator_output.clone()));
+        let prompt2 = FORMAT.render(Some(&self.system), history, true);
         let unit = if problem.unit.is_empty() {
             String::new()
         } else {
             format!(" {}", problem.unit)
         };
-        let completion2 = format!(
-            "The calculator gives {}.</think>\n\nThe answer is {}{unit}.{EOS}",
-            problem.answer, problem.answer
-        );
+        let thinking = format!("The calculator gives {}.", problem.answer);
+        let answer = format!("\n\nThe answer is {}{unit}.", problem.answer);
+        let completion2 = format!("{thinking}</think>{answer}{EOS}");
+        history.push(Message::Assistant(AssistantMessage {
+            thinking: Some(thinking),
+            content: answer,
+            calls: Vec::new(),
+        }));
         Transcript {
             prompt1,
             completion1,
@@ -141,5 +158,17 @@ mod tests {
             t.completion2
                 .ends_with(&format!("{}.<｜end▁of▁sentence｜>", problem.unit))
         );
+    }
+
+    #[test]
+    fn a_later_chat_turn_continues_the_whole_earlier_one() {
+        let renderer = Renderer::new().expect("the calculator registers");
+        let problems = generate(0, Split::Train, 2);
+        let chat = renderer.conversation(&problems);
+        assert_eq!(chat[0], renderer.transcript(&problems[0]));
+        let first = format!("{}{}", chat[0].prompt2, chat[0].completion2);
+        let rest = chat[1].prompt1.strip_prefix(&first).expect("the first turn, whole");
+        assert_eq!(rest, format!("<｜User｜>{}<｜Assistant｜><think>\n", problems[1].text));
+        assert!(chat[1].prompt2.starts_with(&first));
     }
 }

@@ -171,7 +171,7 @@ def problem_batches(problems, size, rng):
     rng.shuffle(order)
     # Problems of similar length together (less padding), batches in random order.
     length = lambda i: sum(len(p) for p in (problems[i][0], problems[i][1][0], problems[i][2][0]))
-    group = size * 32
+    group = size * 4
     batches = []
     for g in range(0, len(order), group):
         chunk = sorted(order[g : g + group], key=length)
@@ -360,6 +360,27 @@ class Llama(torch.nn.Module):
         return out
 
 
+@torch.no_grad()
+def exact_match(model, system, system_ids, problems, size=25):
+    """Teacher-forced exact match on held-out problems: the share of first turns,
+    second turns and whole problems whose every written token is the model's
+    argmax. A problem that matches is one greedy decoding solves."""
+    model.eval()
+    first = second = both = 0
+    rng = random.Random(0)
+    for rows in problem_batches(problems, size, rng):
+        ids, pos, branch, target = to_tensors(rows, len(system_ids))
+        pred = model(system, ids, pos, attention_mask(branch, len(system_ids))).argmax(-1)
+        ok = (pred == target) | (target == -100)
+        for i in range(len(rows)):
+            b1 = bool(ok[i][branch[i] == 1].all())
+            b2 = bool(ok[i][branch[i] == 2].all())
+            first, second, both = first + b1, second + b2, both + (b1 and b2)
+    model.train()
+    n = len(problems) // size * size
+    return f"first turn {first / n:.1%}, second turn {second / n:.1%}, both {both / n:.1%} of {n}"
+
+
 def hf_config(c):
     return {
         "architectures": ["LlamaForCausalLM"],
@@ -468,8 +489,11 @@ def main():
     ap.add_argument("--ffn", type=int, default=512)
     ap.add_argument("--batch", type=int, default=8, help="problems per step")
     ap.add_argument("--lr", type=float, default=3e-3)
-    ap.add_argument("--minutes", type=float, default=25.0, help="stop training after this long")
-    ap.add_argument("--max-steps", type=int, default=100000)
+    ap.add_argument("--steps", type=int, default=3000, help="optimizer steps (the schedule spans them)")
+    ap.add_argument("--minutes", type=float, default=60.0, help="give up (an error) after this long")
+    ap.add_argument("--heldout", help="held-out corpus: exact-match accuracy is logged on it")
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-n", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--init", help="start from this model.safetensors (a second stage)")
     ap.add_argument("--warmup", type=int, default=30)
@@ -528,23 +552,37 @@ def main():
         lr=args.lr, betas=(0.9, 0.95),
     )
 
-    budget = args.minutes * 60
+    heldout = None
+    if args.heldout:
+        with open(args.heldout, encoding="utf-8") as f:
+            held = [json.loads(line) for _, line in zip(range(args.eval_n), f)]
+        held_system, heldout = encode_records(tok, held)
+        assert held_system == system_ids, "the held-out corpus has another system prompt"
+
     warmup = args.warmup
     losses = []
     start = time.time()
     step = 0
     tokens = 0
     epoch = 0
-    done = False
-    # The schedule decays over the time budget: progress is elapsed / budget.
     system = torch.tensor([system_ids])
-    while not done:
+    log_file = open(os.path.join(args.out, "log.txt"), "a")
+
+    def report(line):
+        log(line)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    # A step-based schedule (linear warmup, cosine to 5%), so a run is the same
+    # from the same seed however busy the machine is.
+    while step < args.steps:
         epoch += 1
         for rows in problem_batches(problems, args.batch, rng):
-            progress = max((time.time() - start) / budget, step / args.max_steps)
-            if progress >= 1:
-                done = True
+            if step >= args.steps:
                 break
+            if time.time() - start > args.minutes * 60:
+                raise SystemExit(f"training passed its {args.minutes} minute limit at step {step}")
+            progress = step / args.steps
             lr = args.lr * min(1.0, (step + 1) / warmup) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
             for g in opt.param_groups:
                 g["lr"] = lr
@@ -558,10 +596,12 @@ def main():
             losses.append(loss.item())
             step += 1
             tokens += ids.numel() + len(system_ids)
-            if step % 10 == 0 or step == 1:
+            if step % 25 == 0 or step == 1:
                 tps = tokens / (time.time() - start)
-                log(f"epoch {epoch} step {step} loss {loss.item():.4f} lr {lr:.2e} {tps:.0f} tok/s {time.time() - start:.0f}s")
-    log(f"trained {step} steps in {time.time() - start:.0f}s, final loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
+                report(f"epoch {epoch} step {step} loss {loss.item():.4f} lr {lr:.2e} {tps:.0f} tok/s {time.time() - start:.0f}s")
+            if heldout and (step % args.eval_every == 0 or step == args.steps):
+                report(f"step {step} held-out exact match: {exact_match(model, system, system_ids, heldout)}")
+    report(f"trained {step} steps in {time.time() - start:.0f}s, final loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
 
     with open(os.path.join(args.out, "loss.csv"), "w") as f:
         f.write("step,loss\n")

@@ -1,6 +1,8 @@
 //! Writes the training corpus of the nano model: one JSON object per line with the
 //! prompts and completions of both turns of a solved problem (see
-//! `taper_nano::transcript`), plus the full system prompt.
+//! `taper_nano::transcript`), plus the full system prompt. Every `--chat-every`-th
+//! problem is the second turn of a chat, after the problem before it, so the model
+//! also learns to answer with an earlier turn in its context.
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -21,6 +23,9 @@ struct Args {
     /// Generator seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Every how many problems one is the second turn of a chat (0: none).
+    #[arg(long, default_value_t = 8)]
+    chat_every: usize,
     /// Write the held-out split instead of the training one.
     #[arg(long)]
     held_out: bool,
@@ -36,8 +41,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let renderer = Renderer::new()?;
     let file = std::fs::File::create(&args.out)?;
     let mut out = BufWriter::new(file);
-    for problem in generate(args.seed, split, args.n) {
-        let t = renderer.transcript(&problem);
+    let problems = generate(args.seed, split, args.n);
+    for (i, problem) in problems.iter().enumerate() {
+        let t = match i.checked_sub(1) {
+            Some(previous) if args.chat_every > 0 && i % args.chat_every == args.chat_every - 1 => {
+                renderer
+                    .conversation(&problems[previous..=i])
+                    .pop()
+                    .expect("a conversation of two problems has two transcripts")
+            }
+            _ => renderer.transcript(problem),
+        };
         let line = serde_json::json!({
             "template": problem.template,
             "system": renderer.system(),
