@@ -194,7 +194,11 @@ const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L
 fn markers_first_keep_their_ids_through_gguf() {
     // A vocabulary like the nano model's: the markers at ids 0-2 (and in the BPE
     // vocabulary too, as `tokenizers` training puts them), then the 256 bytes.
-    let specials = ["<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>", "<｜User｜>"];
+    let specials = [
+        "<｜begin▁of▁sentence｜>",
+        "<｜end▁of▁sentence｜>",
+        "<｜User｜>",
+    ];
     let mut vocab = serde_json::Map::new();
     for (id, s) in specials.iter().enumerate() {
         vocab.insert((*s).to_owned(), serde_json::json!(id));

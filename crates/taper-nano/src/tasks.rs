@@ -726,7 +726,9 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (name, r, days) = (d.name(), d.int(1, 2), d.int(1, 3));
             built(
-                format!("In {days} days, reading {r} pages per day, how many pages does {name} read?"),
+                format!(
+                    "In {days} days, reading {r} pages per day, how many pages does {name} read?"
+                ),
                 format!("{r} pages per day for {days} days."),
                 format!("{r} * {days}"),
                 "pages",
@@ -739,7 +741,9 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (total, t) = (d.int(2, 4), d.int(1, 2));
             built(
-                format!("In {t} minutes a tap fills {total} liters. How many liters per minute is that?"),
+                format!(
+                    "In {t} minutes a tap fills {total} liters. How many liters per minute is that?"
+                ),
                 format!("{total} liters in {t} minutes."),
                 format!("{total} / {t}"),
                 "liters per minute",

@@ -13,8 +13,8 @@ use serde_json::json;
 use taper::{AssistantMessage, ChatFormat, Message, RenderedCall, ToolInfo};
 use taper_tool::{RegisterError, ToolBox};
 
-use crate::{NanoCalculator, SYSTEM_PROMPT};
 use crate::tasks::Problem;
+use crate::{NanoCalculator, SYSTEM_PROMPT};
 
 /// The chat format of the nano model (a Llama block).
 pub const FORMAT: ChatFormat = ChatFormat::R1DistillLlama;
@@ -167,8 +167,14 @@ mod tests {
         let chat = renderer.conversation(&problems);
         assert_eq!(chat[0], renderer.transcript(&problems[0]));
         let first = format!("{}{}", chat[0].prompt2, chat[0].completion2);
-        let rest = chat[1].prompt1.strip_prefix(&first).expect("the first turn, whole");
-        assert_eq!(rest, format!("<｜User｜>{}<｜Assistant｜><think>\n", problems[1].text));
+        let rest = chat[1]
+            .prompt1
+            .strip_prefix(&first)
+            .expect("the first turn, whole");
+        assert_eq!(
+            rest,
+            format!("<｜User｜>{}<｜Assistant｜><think>\n", problems[1].text)
+        );
         assert!(chat[1].prompt2.starts_with(&first));
     }
 }
