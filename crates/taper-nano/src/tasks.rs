@@ -202,6 +202,86 @@ fn built(text: String, notes: String, expression: String, unit: &'static str) ->
     }
 }
 
+/// `n` things at `p` dollars each: the total.
+fn each_total(text: String, n: u64, items: &str, p: &str) -> Built {
+    built(
+        text,
+        format!("{n} {items} at {p} dollars each."),
+        format!("{n} * {p}"),
+        "dollars",
+    )
+}
+
+/// `n` things at `p` dollars each paid with `bill` dollars: the change.
+fn change(text: String, bill: u64, n: u64, items: &str, p: &str) -> Built {
+    built(
+        text,
+        format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
+        format!("{bill} - {n} * {p}"),
+        "dollars",
+    )
+}
+
+/// `s` km per hour for `t` hours: the distance.
+fn speed(text: String, s: u64, t: u64) -> Built {
+    built(
+        text,
+        format!("{s} km per hour for {t} hours."),
+        format!("{s} * {t}"),
+        "km",
+    )
+}
+
+/// `total` liters in `t` minutes: the rate.
+fn flow(text: String, total: u64, t: u64) -> Built {
+    built(
+        text,
+        format!("{total} liters in {t} minutes."),
+        format!("{total} / {t}"),
+        "liters per minute",
+    )
+}
+
+/// `p` percent of `x`.
+fn percent_of(text: String, p: u64, x: u64) -> Built {
+    built(
+        text,
+        format!("{p} percent of {x}."),
+        format!("{x} * {p} / 100"),
+        "",
+    )
+}
+
+/// `x` km in meters.
+fn km_to_m(text: String, x: u64) -> Built {
+    built(
+        text,
+        format!("{x} km, 1000 meters per km."),
+        format!("{x} * 1000"),
+        "meters",
+    )
+}
+
+/// `x` hours in minutes.
+fn hours_to_min(text: String, x: u64) -> Built {
+    built(
+        text,
+        format!("{x} hours, 60 minutes per hour."),
+        format!("{x} * 60"),
+        "minutes",
+    )
+}
+
+/// `b` boxes of `a` things, `c` given away: what is left.
+fn boxes(text: String, a: u64, b: u64, items: &'static str, c: u64) -> Built {
+    built(
+        text,
+        format!("{b} boxes of {a} {items}. Gives away {c}."),
+        format!("{a} * {b} - {c}"),
+        items,
+    )
+}
+
 fn num(s: &str) -> f64 {
     s.parse().unwrap_or(0.0)
 }
@@ -213,11 +293,11 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
-            built(
+            each_total(
                 format!("{name} buys {n} {items} at {p} dollars each. How much does {name} spend?"),
-                format!("{n} {items} at {p} dollars each."),
-                format!("{n} * {p}"),
-                "dollars",
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -226,11 +306,11 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let ((item, items), n, p) = (d.item(), d.count(), d.price());
-            built(
+            each_total(
                 format!("One {item} costs {p} dollars. What do {n} {items} cost in total?"),
-                format!("{n} {items} at {p} dollars each."),
-                format!("{n} * {p}"),
-                "dollars",
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -240,13 +320,14 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
             let bill = d.bill_above(n as f64 * num(&p));
-            built(
+            change(
                 format!(
                     "{name} buys {n} {items} at {p} dollars each and pays with {bill} dollars. How much change does {name} get?"
                 ),
-                format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
-                format!("{bill} - {n} * {p}"),
-                "dollars",
+                bill,
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -255,11 +336,11 @@ const TEMPLATES: &[Template] = &[
         split: Split::HeldOut,
         build: |d| {
             let ((_, items), n, p) = (d.item(), d.count(), d.price());
-            built(
+            each_total(
                 format!("What is the total price of {n} {items} if each one costs {p} dollars?"),
-                format!("{n} {items} at {p} dollars each."),
-                format!("{n} * {p}"),
-                "dollars",
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -269,13 +350,14 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
             let bill = d.bill_above(n as f64 * num(&p));
-            built(
+            change(
                 format!(
                     "{name} pays {bill} dollars for {n} {items} that cost {p} dollars each. How much change is left?"
                 ),
-                format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
-                format!("{bill} - {n} * {p}"),
-                "dollars",
+                bill,
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -285,11 +367,10 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (s, t) = (d.int(2, 3), d.int(1, 2));
-            built(
+            speed(
                 format!("A car travels at {s} km per hour for {t} hours. How far does it go?"),
-                format!("{s} km per hour for {t} hours."),
-                format!("{s} * {t}"),
-                "km",
+                s,
+                t,
             )
         },
     },
@@ -313,13 +394,12 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (total, t) = (d.int(2, 4), d.int(1, 2));
-            built(
+            flow(
                 format!(
                     "A pump moves {total} liters in {t} minutes. How many liters does it move per minute?"
                 ),
-                format!("{total} liters in {t} minutes."),
-                format!("{total} / {t}"),
-                "liters per minute",
+                total,
+                t,
             )
         },
     },
@@ -328,11 +408,10 @@ const TEMPLATES: &[Template] = &[
         split: Split::HeldOut,
         build: |d| {
             let (s, t) = (d.int(2, 3), d.int(1, 2));
-            built(
+            speed(
                 format!("In {t} hours at {s} km per hour, how far does a train travel?"),
-                format!("{s} km per hour for {t} hours."),
-                format!("{s} * {t}"),
-                "km",
+                s,
+                t,
             )
         },
     },
@@ -341,13 +420,12 @@ const TEMPLATES: &[Template] = &[
         split: Split::HeldOut,
         build: |d| {
             let (total, t) = (d.int(2, 4), d.int(1, 2));
-            built(
+            flow(
                 format!(
                     "{total} liters flow out of a tank in {t} minutes. What is the flow in liters per minute?"
                 ),
-                format!("{total} liters in {t} minutes."),
-                format!("{total} / {t}"),
-                "liters per minute",
+                total,
+                t,
             )
         },
     },
@@ -357,12 +435,7 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (p, x) = (d.percent(), d.int(2, 4));
-            built(
-                format!("What is {p} percent of {x}?"),
-                format!("{p} percent of {x}."),
-                format!("{x} * {p} / 100"),
-                "",
-            )
+            percent_of(format!("What is {p} percent of {x}?"), p, x)
         },
     },
     Template {
@@ -398,12 +471,7 @@ const TEMPLATES: &[Template] = &[
         split: Split::HeldOut,
         build: |d| {
             let (p, x) = (d.percent(), d.int(2, 4));
-            built(
-                format!("Find {p} percent of {x}."),
-                format!("{p} percent of {x}."),
-                format!("{x} * {p} / 100"),
-                "",
-            )
+            percent_of(format!("Find {p} percent of {x}."), p, x)
         },
     },
     Template {
@@ -427,12 +495,7 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let x = d.int(1, 3);
-            built(
-                format!("How many meters are in {x} km?"),
-                format!("{x} km, 1000 meters per km."),
-                format!("{x} * 1000"),
-                "meters",
-            )
+            km_to_m(format!("How many meters are in {x} km?"), x)
         },
     },
     Template {
@@ -440,12 +503,7 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let x = d.int(1, 3);
-            built(
-                format!("How many minutes are in {x} hours?"),
-                format!("{x} hours, 60 minutes per hour."),
-                format!("{x} * 60"),
-                "minutes",
-            )
+            hours_to_min(format!("How many minutes are in {x} hours?"), x)
         },
     },
     Template {
@@ -492,12 +550,7 @@ const TEMPLATES: &[Template] = &[
         split: Split::HeldOut,
         build: |d| {
             let x = d.int(1, 3);
-            built(
-                format!("Convert {x} hours to minutes."),
-                format!("{x} hours, 60 minutes per hour."),
-                format!("{x} * 60"),
-                "minutes",
-            )
+            hours_to_min(format!("Convert {x} hours to minutes."), x)
         },
     },
     Template {
@@ -505,11 +558,9 @@ const TEMPLATES: &[Template] = &[
         split: Split::HeldOut,
         build: |d| {
             let x = d.int(1, 3);
-            built(
+            km_to_m(
                 format!("A rope is {x} km long. How long is it in meters?"),
-                format!("{x} km, 1000 meters per km."),
-                format!("{x} * 1000"),
-                "meters",
+                x,
             )
         },
     },
@@ -552,13 +603,14 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (name, (_, items), a, b) = (d.name(), d.item(), d.count(), d.count());
             let c = d.int(1, 2);
-            built(
+            boxes(
                 format!(
                     "A box holds {a} {items}. {name} has {b} boxes and gives away {c} {items}. How many {items} are left?"
                 ),
-                format!("{b} boxes of {a} {items}. Gives away {c}."),
-                format!("{a} * {b} - {c}"),
+                a,
+                b,
                 items,
+                c,
             )
         },
     },
@@ -634,13 +686,14 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (name, (_, items), a, b) = (d.name(), d.item(), d.count(), d.count());
             let c = d.int(1, 2);
-            built(
+            boxes(
                 format!(
                     "{name} has {b} boxes with {a} {items} in each box and gives away {c} {items}. How many {items} remain?"
                 ),
-                format!("{b} boxes of {a} {items}. Gives away {c}."),
-                format!("{a} * {b} - {c}"),
+                a,
+                b,
                 items,
+                c,
             )
         },
     },
@@ -652,11 +705,11 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let ((item, items), n, p) = (d.item(), d.count(), d.price());
-            built(
+            each_total(
                 format!("Each {item} costs {p} dollars. How much do {n} {items} cost?"),
-                format!("{n} {items} at {p} dollars each."),
-                format!("{n} * {p}"),
-                "dollars",
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -665,13 +718,13 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
-            built(
+            each_total(
                 format!(
                     "{name} wants {n} {items}. They cost {p} dollars each. What is the total cost?"
                 ),
-                format!("{n} {items} at {p} dollars each."),
-                format!("{n} * {p}"),
-                "dollars",
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -681,13 +734,14 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
             let bill = d.bill_above(n as f64 * num(&p));
-            built(
+            change(
                 format!(
                     "{name} has a {bill} dollar bill and buys {n} {items} that cost {p} dollars each. How much change does {name} get?"
                 ),
-                format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
-                format!("{bill} - {n} * {p}"),
-                "dollars",
+                bill,
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -697,13 +751,14 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (name, (_, items), n, p) = (d.name(), d.item(), d.count(), d.price());
             let bill = d.bill_above(n as f64 * num(&p));
-            built(
+            change(
                 format!(
                     "{n} {items} cost {p} dollars each. {name} pays {bill} dollars. What change comes back?"
                 ),
-                format!("Paid {bill} dollars. {n} {items} at {p} dollars each."),
-                format!("{bill} - {n} * {p}"),
-                "dollars",
+                bill,
+                n,
+                items,
+                &p,
             )
         },
     },
@@ -712,11 +767,10 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (s, t) = (d.int(2, 3), d.int(1, 2));
-            built(
+            speed(
                 format!("For {t} hours a bus drives at {s} km per hour. How far does it drive?"),
-                format!("{s} km per hour for {t} hours."),
-                format!("{s} * {t}"),
-                "km",
+                s,
+                t,
             )
         },
     },
@@ -740,13 +794,12 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (total, t) = (d.int(2, 4), d.int(1, 2));
-            built(
+            flow(
                 format!(
                     "In {t} minutes a tap fills {total} liters. How many liters per minute is that?"
                 ),
-                format!("{total} liters in {t} minutes."),
-                format!("{total} / {t}"),
-                "liters per minute",
+                total,
+                t,
             )
         },
     },
@@ -755,12 +808,7 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (p, x) = (d.percent(), d.int(2, 4));
-            built(
-                format!("How much is {p} percent of {x}?"),
-                format!("{p} percent of {x}."),
-                format!("{x} * {p} / 100"),
-                "",
-            )
+            percent_of(format!("How much is {p} percent of {x}?"), p, x)
         },
     },
     Template {
@@ -768,12 +816,7 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (p, x) = (d.percent(), d.int(2, 4));
-            built(
-                format!("Take {x} and compute {p} percent of it."),
-                format!("{p} percent of {x}."),
-                format!("{x} * {p} / 100"),
-                "",
-            )
+            percent_of(format!("Take {x} and compute {p} percent of it."), p, x)
         },
     },
     Template {
@@ -809,12 +852,7 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let x = d.int(1, 3);
-            built(
-                format!("Convert {x} km to meters."),
-                format!("{x} km, 1000 meters per km."),
-                format!("{x} * 1000"),
-                "meters",
-            )
+            km_to_m(format!("Convert {x} km to meters."), x)
         },
     },
     Template {
@@ -822,11 +860,9 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let (name, x) = (d.name(), d.int(1, 3));
-            built(
+            hours_to_min(
                 format!("{name} works {x} hours. How many minutes is that?"),
-                format!("{x} hours, 60 minutes per hour."),
-                format!("{x} * 60"),
-                "minutes",
+                x,
             )
         },
     },
@@ -835,11 +871,9 @@ const TEMPLATES: &[Template] = &[
         split: Split::Train,
         build: |d| {
             let x = d.int(1, 3);
-            built(
+            km_to_m(
                 format!("A road is {x} km long. What is its length in meters?"),
-                format!("{x} km, 1000 meters per km."),
-                format!("{x} * 1000"),
-                "meters",
+                x,
             )
         },
     },
@@ -881,13 +915,14 @@ const TEMPLATES: &[Template] = &[
         build: |d| {
             let (name, (_, items), a, b) = (d.name(), d.item(), d.count(), d.count());
             let c = d.int(1, 2);
-            built(
+            boxes(
                 format!(
                     "There are {b} boxes with {a} {items} each. {name} gives away {c} {items}. How many {items} are left?"
                 ),
-                format!("{b} boxes of {a} {items}. Gives away {c}."),
-                format!("{a} * {b} - {c}"),
+                a,
+                b,
                 items,
+                c,
             )
         },
     },
