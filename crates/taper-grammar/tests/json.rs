@@ -183,3 +183,33 @@ fn layout(value: &Value) -> String {
         other => other.to_string(),
     }
 }
+
+/// Repeated bounded numbers are compiled once (the engine's copy shares them), and
+/// each occurrence still enforces its own bounds; a property named like an annotation
+/// keyword is kept.
+#[test]
+fn repeated_bounds_are_enforced_at_every_occurrence() {
+    let s = JsonSchema::new(json!({
+        "type": "object",
+        "properties": {
+            "a": {"type": "integer", "format": "int32", "description": "first"},
+            "b": {"type": "integer", "format": "int32"},
+            "c": {"type": "integer", "format": "uint8"},
+            "d": {"type": "integer", "format": "uint8", "title": "fourth"},
+            "description": {"type": "integer", "format": "int32"}
+        },
+        "required": ["a", "b", "c", "d", "description"]
+    }))
+    .expect("schema");
+    let ok = r#"{"a": -2147483648, "b": 2147483647, "c": 0, "d": 255, "description": 7}"#;
+    assert!(accepts(&s, ok));
+    for bad in [
+        r#"{"a": -2147483649, "b": 0, "c": 0, "d": 0, "description": 0}"#,
+        r#"{"a": 0, "b": 2147483648, "c": 0, "d": 0, "description": 0}"#,
+        r#"{"a": 0, "b": 0, "c": 256, "d": 0, "description": 0}"#,
+        r#"{"a": 0, "b": 0, "c": 0, "d": -1, "description": 0}"#,
+        r#"{"a": 0, "b": 0, "c": 0, "d": 0, "description": 2147483648}"#,
+    ] {
+        assert!(!accepts(&s, bad), "{bad}");
+    }
+}
