@@ -528,10 +528,28 @@ fn only_token(set: &SimpleVob) -> Option<u32> {
     found.and_then(|t| u32::try_from(t).ok())
 }
 
-/// Writes `-inf` into the logits whose bit is clear: words with no bit set are filled
-/// in runs, full words are skipped, mixed words use a branch-free select the compiler
-/// vectorizes.
+/// Writes `-inf` into the logits whose bit is clear (and past the words' end).
+///
+/// This writes up to the whole vocabulary (600 KB for Qwen3) per token, a third of a
+/// JSON mask's cost: with AVX-512 it is one masked store per 16 logits, which never
+/// reads them; otherwise [`apply_mask_portable`].
 fn apply_mask(words: &[u32], logits: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static AVX512: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *AVX512.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f")) {
+            // SAFETY: the CPU has AVX-512F (checked just above).
+            unsafe { apply_mask_avx512(words, logits) };
+            return;
+        }
+    }
+    apply_mask_portable(words, logits);
+}
+
+/// [`apply_mask`] without SIMD intrinsics: words with no bit set are filled in runs,
+/// full words are skipped, mixed words use a branch-free select the compiler
+/// vectorizes.
+fn apply_mask_portable(words: &[u32], logits: &mut [f32]) {
     let covered = (words.len() * 32).min(logits.len());
     logits[covered..].fill(f32::NEG_INFINITY);
     let (chunks, tail) = logits[..covered].as_chunks_mut::<32>();
@@ -556,7 +574,42 @@ fn apply_mask(words: &[u32], logits: &mut [f32]) {
             }
         }
     }
-    if let Some(&word) = words.get(chunks.len()) {
+    mask_tail(words.get(chunks.len()).copied(), tail);
+}
+
+/// [`apply_mask`] with AVX-512 masked stores: the clear bits of each 16-bit half-word
+/// are the store mask, so allowed logits are never touched.
+///
+/// # Safety
+///
+/// The CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn apply_mask_avx512(words: &[u32], logits: &mut [f32]) {
+    use std::arch::x86_64::{_mm512_mask_storeu_ps, _mm512_set1_ps};
+    let covered = (words.len() * 32).min(logits.len());
+    logits[covered..].fill(f32::NEG_INFINITY);
+    let (chunks, tail) = logits[..covered].as_chunks_mut::<32>();
+    let minus_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    for (chunk, &word) in chunks.iter_mut().zip(words) {
+        if word == u32::MAX {
+            continue;
+        }
+        let low = !(word as u16);
+        let high = !((word >> 16) as u16);
+        let at = chunk.as_mut_ptr();
+        // SAFETY: `chunk` holds 32 floats, so both 16-float stores stay inside it.
+        unsafe {
+            _mm512_mask_storeu_ps(at, low, minus_inf);
+            _mm512_mask_storeu_ps(at.add(16), high, minus_inf);
+        }
+    }
+    mask_tail(words.get(chunks.len()).copied(), tail);
+}
+
+/// Masks the last logits (fewer than 32) with the word that covers them.
+fn mask_tail(word: Option<u32>, tail: &mut [f32]) {
+    if let Some(word) = word {
         for (bit, logit) in tail.iter_mut().enumerate() {
             if (word >> bit) & 1 == 0 {
                 *logit = f32::NEG_INFINITY;
@@ -567,4 +620,57 @@ fn apply_mask(words: &[u32], logits: &mut [f32]) {
 
 fn engine(e: impl std::fmt::Display) -> ConstraintError {
     ConstraintError::Engine(e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain reference: bit `i` of the words keeps logit `i`; everything past the
+    /// words is masked.
+    fn reference(words: &[u32], logits: &mut [f32]) {
+        for (i, logit) in logits.iter_mut().enumerate() {
+            let keep = words.get(i / 32).is_some_and(|w| (w >> (i % 32)) & 1 == 1);
+            if !keep {
+                *logit = f32::NEG_INFINITY;
+            }
+        }
+    }
+
+    /// Random words with every kind of run (empty, full, mixed, single bits) over
+    /// lengths that do and do not fill the last word, shorter and longer than the words.
+    #[test]
+    fn mask_kernels_match_the_reference() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for len in [0usize, 1, 31, 32, 33, 100, 1000, 4097, 151_936] {
+            for extra_words in [0usize, 1] {
+                let words: Vec<u32> = (0..len.div_ceil(32) + extra_words)
+                    .map(|_| match next() % 5 {
+                        0 => 0,
+                        1 => u32::MAX,
+                        2 => 1 << (next() % 32),
+                        _ => next() as u32,
+                    })
+                    .collect();
+                for short in [0usize, 40] {
+                    let words = &words[..words.len().saturating_sub(short / 32)];
+                    let logits: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 7.0).collect();
+                    let mut expected = logits.clone();
+                    reference(words, &mut expected);
+                    let mut got = logits.clone();
+                    apply_mask_portable(words, &mut got);
+                    assert_eq!(got, expected, "portable, len {len}");
+                    let mut got = logits.clone();
+                    apply_mask(words, &mut got);
+                    assert_eq!(got, expected, "dispatched, len {len}");
+                }
+            }
+        }
+    }
 }
