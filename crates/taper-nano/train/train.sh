@@ -2,14 +2,14 @@
 # Trains the nano model from scratch and writes models/taper-nano.gguf,
 # models/taper-nano.tokenizer.json and docs/nano-loss.png. A one-off developer
 # step (about 26 minutes on 2 idle CPU cores); CI uses the committed model.
-#   TAPER_NANO_VENV: a venv with torch, tokenizers, safetensors (created if missing)
+#   TAPER_NANO_VENV: a venv with torch, tokenizers, safetensors, numpy (created if missing)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$root"
 venv=${TAPER_NANO_VENV:-$root/target/nano-venv}
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch tokenizers safetensors
+  "$venv/bin/pip" install -q torch tokenizers safetensors numpy
 fi
 out=$root/target/nano-train
 mkdir -p "$out"
