@@ -20,6 +20,7 @@
 mod config;
 mod error;
 pub mod gguf;
+mod kernels;
 mod model;
 mod sampler;
 mod tokenizer;

@@ -623,6 +623,7 @@ impl SafetensorsSource {
 /// and the bytes a decode step streams. `None` for other types, which go through
 /// candle's dispatch.
 fn compact_matmul_t(q: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
+    use crate::kernels;
     use candle_core::quantized::GgmlDType;
     use candle_core::quantized::k_quants::{
         BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType, matmul,
@@ -649,6 +650,18 @@ fn compact_matmul_t(q: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
         };
         if rhs.len() * T::BLCK_SIZE != n * k || k % T::BLCK_SIZE != 0 {
             return Ok(None);
+        }
+        // Our own kernels where this CPU runs them.
+        let parallel = m * n * k > SMALL_PRODUCT;
+        let ours = match T::DTYPE {
+            GgmlDType::Q4K => blocks::<kernels::Q4K>(data)
+                .and_then(|rhs| kernels::matmul(lhs, (m, k, n), rhs, parallel)),
+            GgmlDType::Q8_0 => blocks::<kernels::Q8_0>(data)
+                .and_then(|rhs| kernels::matmul(lhs, (m, k, n), rhs, parallel)),
+            _ => None,
+        };
+        if ours.is_some() {
+            return Ok(ours);
         }
         let mut dst = vec![0f32; m * n];
         if m * n * k <= SMALL_PRODUCT {
