@@ -440,6 +440,32 @@ mod tests {
         (a - b).abs() <= 1e-4 * scale.max(1.0)
     }
 
+    /// Every entry of `got` (`[m, n]`) against the plain dot product of its row and
+    /// column.
+    fn check_product<W: QuantDot>(
+        lhs: &[f32],
+        (m, k, n): (usize, usize, usize),
+        w: &[W],
+        got: &[f32],
+        reference: fn(&[W], &[W::Act]) -> f32,
+    ) {
+        let blocks = k / W::BLOCK;
+        for r in 0..m {
+            let y: Vec<W::Act> = lhs[r * k..(r + 1) * k]
+                .chunks_exact(W::BLOCK)
+                .map(W::quantize)
+                .collect();
+            for c in 0..n {
+                let want = reference(&w[c * blocks..(c + 1) * blocks], &y);
+                let v = got[r * n + c];
+                assert!(
+                    close(v, want, want.abs()),
+                    "({m},{k},{n}) [{r},{c}]: {v} vs {want}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn dot_products_match_candle_and_the_reference() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -487,20 +513,7 @@ mod tests {
                     continue;
                 };
                 assert_eq!(got.len(), m * n);
-                for r in 0..m {
-                    let y: Vec<Q8K> = a[r * k..(r + 1) * k]
-                        .chunks_exact(QK_K)
-                        .map(Q8K::quantize)
-                        .collect();
-                    for c in 0..n {
-                        let want = dot_q4k_portable(&w[c * blocks..(c + 1) * blocks], &y);
-                        let v = got[r * n + c];
-                        assert!(
-                            close(v, want, want.abs()),
-                            "({m},{k},{n}) [{r},{c}]: {v} vs {want}"
-                        );
-                    }
-                }
+                check_product(&a, (m, k, n), &w, &got, dot_q4k_portable);
             }
         }
         assert!(matmul(&[0.0; 100], (1, 100, 1), &random_q4k(&mut rng, 1), false).is_none());
@@ -547,20 +560,7 @@ mod tests {
                     assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
                     continue;
                 };
-                for r in 0..m {
-                    let y: Vec<Q8_0Act> = lhs[r * k..(r + 1) * k]
-                        .chunks_exact(32)
-                        .map(Q8_0::quantize)
-                        .collect();
-                    for c in 0..n {
-                        let want = dot_q8_0_portable(&w[c * blocks..(c + 1) * blocks], &y);
-                        let v = got[r * n + c];
-                        assert!(
-                            close(v, want, want.abs()),
-                            "({m},{k},{n}) [{r},{c}]: {v} vs {want}"
-                        );
-                    }
-                }
+                check_product(&lhs, (m, k, n), &w, &got, dot_q8_0_portable);
             }
         }
     }
