@@ -35,5 +35,5 @@ pub use model::{
 };
 pub use sampler::{Sampler, SamplerConfig};
 pub use tokenizer::{BOS, DecodeStream, EOS, GgufVocab, Marker, Tokenizer};
-pub use weights::{PlannedTensor, TensorRole, Weight, tensor_plan};
+pub use weights::{PlannedTensor, QuantMatrix, TensorRole, Weight, tensor_plan};
 pub use writer::{ModelWriter, Preset, Quant};

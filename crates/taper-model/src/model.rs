@@ -206,6 +206,10 @@ pub struct Model {
     lm_head: Weight,
     inv_freq: Vec<f32>,
     rope_scale: f32,
+    /// Rope on interleaved pairs `(2i, 2i+1)` instead of halves `(i, i + d/2)`: for
+    /// Llama GGUF files, whose q/k rows llama.cpp's converter permutes so (and which
+    /// are used in place, unpermuted).
+    rope_interleaved: bool,
     weight_bytes: u64,
 }
 
@@ -236,8 +240,11 @@ impl Model {
     /// Loads a model from a GGUF file, or from a directory holding `config.json` and
     /// `model.safetensors` (or shards listed in `model.safetensors.index.json`).
     ///
-    /// Tensors are read one at a time, so loading needs the model's size in memory
-    /// plus one tensor. A missing, extra or misshaped tensor is an error that names it.
+    /// The file is memory-mapped: quantized matrices are used in place (the resident
+    /// memory is the file's pages, shared with the page cache and with other
+    /// processes mapping the same file), dense tensors are converted one at a time.
+    /// The file must not be rewritten or truncated while the model is loaded. A
+    /// missing, extra or misshaped tensor is an error that names it.
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {
         let path = path.as_ref();
         let start = Instant::now();
@@ -332,6 +339,8 @@ impl Model {
             take("output.weight".into())?
         };
         let (inv_freq, rope_scale) = config.rope_frequencies();
+        let rope_interleaved = matches!(source, Source::Gguf(_))
+            && plan.iter().any(|p| p.gguf_permuted_heads.is_some());
         Ok(Self {
             config,
             device,
@@ -341,6 +350,7 @@ impl Model {
             lm_head,
             inv_freq,
             rope_scale,
+            rope_interleaved,
             weight_bytes,
         })
     }
@@ -536,6 +546,11 @@ impl Model {
             k = rms_norm(&k, kn, c.rms_norm_eps)?;
         }
         // [heads, n, hd]
+        let rope = if self.rope_interleaved {
+            rope_interleaved
+        } else {
+            rope
+        };
         let q = rope(&q.transpose(0, 1)?.contiguous()?, cos, sin)?;
         let k = rope(&k.transpose(0, 1)?.contiguous()?, cos, sin)?;
         let v = v.transpose(0, 1)?.contiguous()?;
@@ -604,6 +619,21 @@ fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
     let a = (x1.broadcast_mul(cos)? - x2.broadcast_mul(sin)?)?;
     let b = (x2.broadcast_mul(cos)? + x1.broadcast_mul(sin)?)?;
     Ok(Tensor::cat(&[a, b], D::Minus1)?)
+}
+
+/// Rotary embedding on interleaved pairs `(2i, 2i+1)` (llama.cpp's "normal" rope),
+/// on `[heads, n, hd]`: the same rotation as [`rope`] on rows permuted by
+/// llama.cpp's converter (`crate::weights::gguf_row_to_hf`).
+fn rope_interleaved(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    let (heads, n, hd) = x.dims3()?;
+    let pairs = x.reshape((heads, n, hd / 2, 2))?;
+    let x1 = pairs.narrow(D::Minus1, 0, 1)?;
+    let x2 = pairs.narrow(D::Minus1, 1, 1)?;
+    let cos = cos.unsqueeze(D::Minus1)?;
+    let sin = sin.unsqueeze(D::Minus1)?;
+    let a = (x1.broadcast_mul(&cos)? - x2.broadcast_mul(&sin)?)?;
+    let b = (x2.broadcast_mul(&cos)? + x1.broadcast_mul(&sin)?)?;
+    Ok(Tensor::cat(&[a, b], D::Minus1)?.reshape((heads, n, hd))?)
 }
 
 fn silu(x: &Tensor) -> Result<Tensor> {

@@ -1,17 +1,19 @@
 //! Where each weight lives: the tensor plan of an architecture (GGUF and Hugging
 //! Face names, shapes), and the readers that fetch tensors from GGUF or safetensors
-//! files one at a time, so loading never holds a second copy of the model.
+//! files (mapped into memory), so loading never holds a second copy of the model.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::quantized::{QStorage, QTensor};
+use candle_core::quantized::k_quants::{
+    BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType,
+};
 use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
+use memmap2::{Advice, Mmap, MmapMut};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
@@ -193,8 +195,9 @@ pub fn gguf_row_to_hf(r: usize, rows: usize, heads: usize) -> usize {
 /// A weight as held in memory.
 #[derive(Debug, Clone)]
 pub enum Weight {
-    /// Block-quantized (Q4_0, Q8_0, Q4_K, ...): matmuls run on the quantized data.
-    Quantized(Arc<QTensor>),
+    /// Block-quantized (Q4_0, Q8_0, Q4_K, ...), read in place from the mapped file:
+    /// matmuls run on the stored blocks.
+    Quantized(QuantMatrix),
     /// Dense f32, f16 or bf16.
     Dense(Tensor),
 }
@@ -203,10 +206,7 @@ impl Weight {
     /// `x @ self^T` for `x` of shape `[n, in]` in f32, giving `[n, out]` in f32.
     pub fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Self::Quantized(q) => match compact_matmul_t(q, x)? {
-                Some(out) => out,
-                None => x.apply_op1_no_bwd(q.as_ref())?,
-            },
+            Self::Quantized(q) => q.matmul_t(x)?,
             Self::Dense(w) if w.dtype() == DType::F32 => x.matmul(&w.t()?)?,
             Self::Dense(w) => x
                 .to_dtype(w.dtype())?
@@ -218,7 +218,7 @@ impl Weight {
     /// Rows `ids` of an embedding `[vocab, hidden]`, in f32.
     pub fn rows(&self, ids: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Self::Quantized(q) => q.embedding(ids)?,
+            Self::Quantized(q) => q.rows(ids)?,
             Self::Dense(w) => w.index_select(ids, 0)?.to_dtype(DType::F32)?,
         })
     }
@@ -226,29 +226,184 @@ impl Weight {
     /// The storage type, as GGUF names it.
     pub fn kind(&self) -> String {
         match self {
-            Self::Quantized(q) => format!("{:?}", q.dtype()),
+            Self::Quantized(q) => q.kind.name().to_string(),
             Self::Dense(t) => format!("{:?}", t.dtype()),
         }
     }
 
-    /// Bytes the weight occupies in memory.
+    /// Bytes the weight occupies (in memory, or in the mapped file).
     pub fn bytes(&self) -> usize {
         match self {
-            Self::Quantized(q) => q.storage_size_in_bytes(),
+            Self::Quantized(q) => q.data.len,
             Self::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
         }
     }
 }
 
-/// A tensor's storage as read from a file: its element type and raw bytes in the
+/// A tensor's bytes where they lie: a range of a read-only memory map (the model
+/// file itself, or an anonymous map holding a copy).
+#[derive(Clone)]
+struct Mapped {
+    map: Arc<Mmap>,
+    start: usize,
+    len: usize,
+}
+
+impl Mapped {
+    fn bytes(&self) -> &[u8] {
+        &self.map[self.start..self.start + self.len]
+    }
+
+    /// A copy of `bytes` in an anonymous map, which is page-aligned.
+    fn copy_of(bytes: &[u8]) -> std::io::Result<Self> {
+        let mut map = MmapMut::map_anon(bytes.len().max(1))?;
+        map[..bytes.len()].copy_from_slice(bytes);
+        Ok(Self {
+            map: Arc::new(map.make_read_only()?),
+            start: 0,
+            len: bytes.len(),
+        })
+    }
+}
+
+/// Alignment every block type needs (the widest field of any block is an f32).
+const BLOCK_ALIGN: usize = 4;
+
+/// A block-quantized matrix `[rows, cols]` read in place from the model file, so
+/// loading copies nothing and the resident memory is the file's pages. Cloning
+/// shares the data.
+#[derive(Clone)]
+pub struct QuantMatrix {
+    kind: TensorType,
+    rows: usize,
+    cols: usize,
+    data: Mapped,
+}
+
+impl std::fmt::Debug for QuantMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuantMatrix")
+            .field("kind", &self.kind)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuantMatrix {
+    /// `data` as a matrix of `rows` rows of `cols` weights of block type `kind`;
+    /// copied into an aligned map where the file leaves it misaligned.
+    fn new(name: &str, kind: TensorType, rows: usize, cols: usize, data: Mapped) -> Result<Self> {
+        let whole_rows = cols.is_multiple_of(kind.block_size())
+            && kind.bytes_for((rows * cols) as u64) == Some(data.len as u64);
+        if kind.block_size() == 1 || !whole_rows {
+            return Err(Error::UnsupportedTensorType {
+                tensor: name.into(),
+                kind: format!("{} with rows of {cols}", kind.name()),
+            });
+        }
+        let data = if (data.bytes().as_ptr() as usize).is_multiple_of(BLOCK_ALIGN) {
+            data
+        } else {
+            Mapped::copy_of(data.bytes()).map_err(|e| Error::io(name, e))?
+        };
+        Ok(Self {
+            kind,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// The data as blocks of `T`, one of the block types (plain old data).
+    fn blocks<T>(&self) -> &[T] {
+        // SAFETY: the block types are plain old data (integers, f16s and f32s), so
+        // any bytes are a valid value; `align_to` only yields aligned blocks.
+        let (head, blocks, _) = unsafe { self.data.bytes().align_to::<T>() };
+        assert!(
+            head.is_empty(),
+            "QuantMatrix::new copies misaligned data into an aligned map"
+        );
+        blocks
+    }
+
+    /// `x @ self^T` for `x` `[m, cols]` in f32.
+    fn matmul_t(&self, x: &Tensor) -> Result<Tensor> {
+        let (m, k) = x.dims2()?;
+        if k != self.cols {
+            return Err(candle_core::Error::ShapeMismatchBinaryOp {
+                lhs: x.shape().clone(),
+                rhs: (self.rows, self.cols).into(),
+                op: "matmul_t",
+            }
+            .into());
+        }
+        let lhs = x.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mkn = (m, k, self.rows);
+        let out = match self.kind {
+            TensorType::Q4K => product::<BlockQ4K>(self, mkn, &lhs)?,
+            TensorType::Q5K => product::<BlockQ5K>(self, mkn, &lhs)?,
+            TensorType::Q6K => product::<BlockQ6K>(self, mkn, &lhs)?,
+            TensorType::Q8_0 => product::<BlockQ8_0>(self, mkn, &lhs)?,
+            TensorType::Q4_0 => product::<BlockQ4_0>(self, mkn, &lhs)?,
+            TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
+                unreachable!("QuantMatrix::new refuses dense types")
+            }
+        };
+        Ok(Tensor::from_vec(out, (m, self.rows), x.device())?)
+    }
+
+    /// Rows `ids` dequantized to f32, `[ids, cols]`.
+    fn rows(&self, ids: &Tensor) -> Result<Tensor> {
+        let ids = ids.flatten_all()?.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.rows) {
+            return Err(Error::TokenOutOfRange {
+                token: bad,
+                vocab: self.rows,
+            });
+        }
+        let out = self.dequantize_rows(ids.iter().map(|&i| i as usize));
+        Ok(Tensor::from_vec(out, (ids.len(), self.cols), &Device::Cpu)?)
+    }
+
+    /// The whole matrix in f32.
+    pub fn dequantize(&self) -> Result<Tensor> {
+        let out = self.dequantize_rows(0..self.rows);
+        Ok(Tensor::from_vec(out, (self.rows, self.cols), &Device::Cpu)?)
+    }
+
+    fn dequantize_rows(&self, ids: impl ExactSizeIterator<Item = usize>) -> Vec<f32> {
+        fn go<T: GgmlType>(q: &QuantMatrix, ids: impl Iterator<Item = usize>, out: &mut [f32]) {
+            let per_row = q.cols / T::BLCK_SIZE;
+            let blocks = q.blocks::<T>();
+            for (r, out) in ids.zip(out.chunks_exact_mut(q.cols)) {
+                T::to_float(&blocks[r * per_row..(r + 1) * per_row], out);
+            }
+        }
+        let mut out = vec![0f32; ids.len() * self.cols];
+        match self.kind {
+            TensorType::Q4K => go::<BlockQ4K>(self, ids, &mut out),
+            TensorType::Q5K => go::<BlockQ5K>(self, ids, &mut out),
+            TensorType::Q6K => go::<BlockQ6K>(self, ids, &mut out),
+            TensorType::Q8_0 => go::<BlockQ8_0>(self, ids, &mut out),
+            TensorType::Q4_0 => go::<BlockQ4_0>(self, ids, &mut out),
+            TensorType::F32 | TensorType::F16 | TensorType::BF16 => {
+                unreachable!("QuantMatrix::new refuses dense types")
+            }
+        }
+        out
+    }
+}
+
+/// A tensor's storage as found in a file: its element type and bytes, in the
 /// file's row order.
 pub(crate) struct RawTensor {
     kind: TensorType,
-    bytes: Vec<u8>,
+    data: Mapped,
 }
 
-/// Builds the in-memory weight for `plan` from raw bytes (already in Hugging Face
-/// row order).
+/// Builds the in-memory weight for `plan`: dense tensors are converted into candle
+/// tensors, quantized matrices stay where they are in the map.
 pub(crate) fn build_weight(
     plan: &PlannedTensor,
     raw: RawTensor,
@@ -256,31 +411,27 @@ pub(crate) fn build_weight(
 ) -> Result<Weight> {
     let shape = plan.shape.clone();
     let dense = |dtype: DType| -> Result<Tensor> {
-        Ok(bytes_to_tensor(&raw.bytes, dtype, &shape, device)?)
+        Ok(bytes_to_tensor(raw.data.bytes(), dtype, &shape, device)?)
     };
+    let cols = shape.last().copied().unwrap_or(1);
+    let rows = shape.iter().product::<usize>() / cols.max(1);
     match (plan.role, raw.kind) {
-        (TensorRole::Vector, k) => {
-            let t = match k {
-                TensorType::F32 => dense(DType::F32)?,
-                TensorType::F16 => dense(DType::F16)?.to_dtype(DType::F32)?,
-                TensorType::BF16 => dense(DType::BF16)?.to_dtype(DType::F32)?,
-                other => {
-                    let q = QTensor::new(
-                        QStorage::from_data(Cow::Owned(raw.bytes), device, other.to_candle())?,
-                        shape,
-                    )?;
-                    q.dequantize(device)?
-                }
-            };
-            Ok(Weight::Dense(t))
-        }
         (_, TensorType::F32) => Ok(Weight::Dense(dense(DType::F32)?)),
+        (TensorRole::Vector, TensorType::F16) => {
+            Ok(Weight::Dense(dense(DType::F16)?.to_dtype(DType::F32)?))
+        }
+        (TensorRole::Vector, TensorType::BF16) => {
+            Ok(Weight::Dense(dense(DType::BF16)?.to_dtype(DType::F32)?))
+        }
         (_, TensorType::F16) => Ok(Weight::Dense(dense(DType::F16)?)),
         (_, TensorType::BF16) => Ok(Weight::Dense(dense(DType::BF16)?)),
-        (_, k) => {
-            let storage = QStorage::from_data(Cow::Owned(raw.bytes), device, k.to_candle())?;
-            Ok(Weight::Quantized(Arc::new(QTensor::new(storage, shape)?)))
+        (TensorRole::Vector, k) => {
+            let q = QuantMatrix::new(&plan.gguf, k, rows, cols, raw.data)?;
+            Ok(Weight::Dense(q.dequantize()?.reshape(shape)?))
         }
+        (_, k) => Ok(Weight::Quantized(QuantMatrix::new(
+            &plan.gguf, k, rows, cols, raw.data,
+        )?)),
     }
 }
 
@@ -315,37 +466,49 @@ fn bytes_to_tensor(
     }
 }
 
-/// Reorders whole rows of raw tensor bytes from llama.cpp's permuted q/k layout to
-/// Hugging Face's. Rows are whole blocks, so this works for every storage type.
-fn unpermute_rows(raw: &mut RawTensor, rows: usize, heads: usize) -> Result<()> {
-    if heads == 0 || !rows.is_multiple_of(heads) || !(rows / heads).is_multiple_of(2) {
-        return Err(Error::Config(format!(
-            "cannot split {rows} rows into {heads} rotary heads"
-        )));
-    }
-    let row_bytes = raw.bytes.len() / rows;
-    let mut out = vec![0u8; raw.bytes.len()];
-    for r in 0..rows {
-        let dst = gguf_row_to_hf(r, rows, heads);
-        out[dst * row_bytes..(dst + 1) * row_bytes]
-            .copy_from_slice(&raw.bytes[r * row_bytes..(r + 1) * row_bytes]);
-    }
-    raw.bytes = out;
-    Ok(())
+/// Maps a whole file read-only.
+fn map_file(path: &Path) -> Result<(File, Arc<Mmap>)> {
+    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+    // SAFETY: the map is read-only and private to this process; as with every
+    // memory-mapped model loader (llama.cpp's included), the file must not be
+    // truncated or rewritten while the model is loaded, which `Model::load`
+    // documents.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
+    Ok((file, Arc::new(map)))
 }
 
-fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; len as usize];
-    file.read_exact_at(&mut buf, offset)
-        .map_err(|e| Error::io(path, e))?;
-    Ok(buf)
+/// The bytes of `[offset, offset + len)` of `map`, faulted in now (where the kernel
+/// supports it) so that loading, not the first forward pass, pays for reading the
+/// file.
+fn mapped_range(map: &Arc<Mmap>, path: &Path, offset: u64, len: u64) -> Result<Mapped> {
+    let end = offset.checked_add(len).filter(|&e| e <= map.len() as u64);
+    if end.is_none() {
+        return Err(Error::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "tensor data past the end of the file",
+            ),
+        ));
+    }
+    let (start, len) = (offset as usize, len as usize);
+    if len > 0 {
+        // Best effort: kernels before 5.14 lack MADV_POPULATE_READ, and then the
+        // pages are read on first use.
+        let _ = map.advise_range(Advice::PopulateRead, start, len);
+    }
+    Ok(Mapped {
+        map: Arc::clone(map),
+        start,
+        len,
+    })
 }
 
-/// An open GGUF file.
+/// An open GGUF file, mapped into memory.
 pub(crate) struct GgufSource {
     pub path: PathBuf,
-    pub file: File,
     pub header: GgufHeader,
+    map: Arc<Mmap>,
 }
 
 impl GgufSource {
@@ -353,10 +516,11 @@ impl GgufSource {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let header = GgufHeader::read(std::io::BufReader::with_capacity(1 << 20, &file), len)?;
+        let (_, map) = map_file(path)?;
         Ok(Self {
             path: path.to_owned(),
-            file,
             header,
+            map,
         })
     }
 
@@ -384,7 +548,8 @@ impl GgufSource {
                     });
                 }
                 Some(
-                    raw.bytes
+                    raw.data
+                        .bytes()
                         .chunks_exact(4)
                         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                         .collect(),
@@ -402,7 +567,7 @@ impl GgufSource {
     fn read(&self, t: &TensorInfo) -> Result<RawTensor> {
         Ok(RawTensor {
             kind: t.kind,
-            bytes: read_at(&self.file, &self.path, t.offset, t.size)?,
+            data: mapped_range(&self.map, &self.path, t.offset, t.size)?,
         })
     }
 
@@ -439,11 +604,9 @@ impl GgufSource {
             .header
             .tensor(&p.gguf)
             .ok_or_else(|| Error::MissingTensor(p.gguf.clone()))?;
-        let mut raw = self.read(t)?;
-        if let Some(heads) = p.gguf_permuted_heads {
-            unpermute_rows(&mut raw, p.shape[0], heads)?;
-        }
-        build_weight(p, raw, device)
+        // Llama's q/k rows stay in llama.cpp's permuted order; the model applies
+        // rope in the matching interleaved form (see `Model::load`).
+        build_weight(p, self.read(t)?, device)
     }
 }
 
@@ -459,7 +622,7 @@ struct StEntry {
 
 /// A Hugging Face model directory: `config.json` and one or more safetensors files.
 pub(crate) struct SafetensorsSource {
-    files: Vec<(PathBuf, File)>,
+    files: Vec<(PathBuf, Arc<Mmap>)>,
     entries: HashMap<String, StEntry>,
 }
 
@@ -569,7 +732,9 @@ impl SafetensorsSource {
                     },
                 );
             }
-            files.push((path, file));
+            drop(file);
+            let (_, map) = map_file(&path)?;
+            files.push((path, map));
         }
         Ok(Self { files, entries })
     }
@@ -606,105 +771,73 @@ impl SafetensorsSource {
             .entries
             .get(&p.hf)
             .ok_or_else(|| Error::MissingTensor(p.hf.clone()))?;
-        let (path, file) = &self.files[e.file];
+        let (path, map) = &self.files[e.file];
         let raw = RawTensor {
             kind: e.kind,
-            bytes: read_at(file, path, e.offset, e.size)?,
+            data: mapped_range(map, path, e.offset, e.size)?,
         };
         build_weight(p, raw, device)
     }
 }
 
-/// `x @ q^T` on the quantized blocks as they are stored (4.5 bits per weight for
-/// Q4_K), with candle's dot-product kernels, for the block types that have them.
+fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; len as usize];
+    file.read_exact_at(&mut buf, offset)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(buf)
+}
+
+/// `lhs [m, k] @ q^T` on the quantized blocks as they are stored (4.5 bits per
+/// weight for Q4_K), giving `[m, n]`: our own kernels where the CPU runs them,
+/// candle's dot products otherwise.
 ///
-/// candle's own dispatch for Q4_K first repacks the whole matrix into tiles with one
-/// byte per weight (kept for the model's lifetime): that doubles the resident memory
-/// and the bytes a decode step streams. `None` for other types, which go through
-/// candle's dispatch.
-fn compact_matmul_t(q: &QTensor, x: &Tensor) -> Result<Option<Tensor>> {
+/// candle's own `QMatMul` dispatch for Q4_K first repacks the whole matrix into
+/// tiles with one byte per weight (kept for the model's lifetime): that doubles the
+/// resident memory and the bytes a decode step streams, so it is not used.
+fn product<T: GgmlType>(
+    q: &QuantMatrix,
+    (m, k, n): (usize, usize, usize),
+    lhs: &[f32],
+) -> Result<Vec<f32>> {
     use crate::kernels;
     use candle_core::quantized::GgmlDType;
-    use candle_core::quantized::k_quants::{
-        BlockQ4_0, BlockQ4K, BlockQ5K, BlockQ6K, BlockQ8_0, GgmlType, matmul,
-    };
+    use candle_core::quantized::k_quants::matmul;
 
     /// Multiply-adds below which a product runs on the calling thread (a 512 x 2048
     /// matrix times one vector).
     const SMALL_PRODUCT: usize = 1 << 20;
 
-    /// The stored bytes as blocks, where their alignment allows it.
-    fn blocks<T>(data: &[u8]) -> Option<&[T]> {
-        // SAFETY: the block types are plain old data (integers and f16s), so any
-        // bytes are a valid value; `align_to` only yields correctly aligned blocks.
-        let (head, blocks, tail) = unsafe { data.align_to::<T>() };
-        (head.is_empty() && tail.is_empty()).then_some(blocks)
-    }
-    fn run<T: GgmlType>(
-        data: &[u8],
-        (m, k, n): (usize, usize, usize),
-        lhs: &[f32],
-    ) -> Result<Option<Vec<f32>>> {
-        let Some(rhs) = blocks::<T>(data) else {
-            return Ok(None);
-        };
-        if rhs.len() * T::BLCK_SIZE != n * k || k % T::BLCK_SIZE != 0 {
-            return Ok(None);
-        }
-        // Our own kernels where this CPU runs them.
-        let parallel = m * n * k > SMALL_PRODUCT;
-        let ours = match T::DTYPE {
-            GgmlDType::Q4K => blocks::<kernels::Q4K>(data)
-                .and_then(|rhs| kernels::matmul(lhs, (m, k, n), rhs, parallel)),
-            GgmlDType::Q8_0 => blocks::<kernels::Q8_0>(data)
-                .and_then(|rhs| kernels::matmul(lhs, (m, k, n), rhs, parallel)),
-            _ => None,
-        };
-        if ours.is_some() {
-            return Ok(ours);
-        }
-        let mut dst = vec![0f32; m * n];
-        if m * n * k <= SMALL_PRODUCT {
-            // The calling thread alone: waking candle's worker pool and waiting at its
-            // barrier costs more than the product (tiny models, where it dominated a
-            // decode step, and far more on a busy machine, where a worker may not be
-            // scheduled for a while).
-            let blocks = k / T::BLCK_SIZE;
-            let mut lhs_q = vec![T::VecDotType::zeros(); m * blocks];
-            for (row, q) in lhs.chunks_exact(k).zip(lhs_q.chunks_exact_mut(blocks)) {
-                T::VecDotType::from_float(row, q);
-            }
-            for (q, out) in lhs_q.chunks_exact(blocks).zip(dst.chunks_exact_mut(n)) {
-                for (col, out) in rhs.chunks_exact(blocks).zip(out.iter_mut()) {
-                    *out = T::vec_dot(k, col, q);
-                }
-            }
-        } else {
-            matmul::<T>((m, k, n), lhs, rhs, &mut dst)?;
-        }
-        Ok(Some(dst))
-    }
-
-    let (n, k) = q.shape().dims2()?;
-    let (m, kx) = x.dims2()?;
-    if kx != k || x.dtype() != DType::F32 || !x.device().is_cpu() {
-        return Ok(None);
-    }
-    let lhs = x.flatten_all()?.to_vec1::<f32>()?;
-    let data = q.data()?;
-    let mkn = (m, k, n);
-    let dst = match q.dtype() {
-        GgmlDType::Q4K => run::<BlockQ4K>(&data, mkn, &lhs)?,
-        GgmlDType::Q5K => run::<BlockQ5K>(&data, mkn, &lhs)?,
-        GgmlDType::Q6K => run::<BlockQ6K>(&data, mkn, &lhs)?,
-        GgmlDType::Q8_0 => run::<BlockQ8_0>(&data, mkn, &lhs)?,
-        GgmlDType::Q4_0 => run::<BlockQ4_0>(&data, mkn, &lhs)?,
+    let rhs = q.blocks::<T>();
+    let parallel = m * n * k > SMALL_PRODUCT;
+    // SAFETY (of the casts): kernels' block types have the layout of candle's.
+    let ours = match T::DTYPE {
+        GgmlDType::Q4K => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q4K>(), parallel),
+        GgmlDType::Q8_0 => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q8_0>(), parallel),
         _ => None,
     };
-    Ok(match dst {
-        Some(dst) => Some(Tensor::from_vec(dst, (m, n), &Device::Cpu)?),
-        None => None,
-    })
+    if let Some(out) = ours {
+        return Ok(out);
+    }
+    let mut dst = vec![0f32; m * n];
+    if m * n * k <= SMALL_PRODUCT {
+        // The calling thread alone: waking candle's worker pool and waiting at its
+        // barrier costs more than the product (tiny models, where it dominated a
+        // decode step, and far more on a busy machine, where a worker may not be
+        // scheduled for a while).
+        let blocks = k / T::BLCK_SIZE;
+        let mut lhs_q = vec![T::VecDotType::zeros(); m * blocks];
+        for (row, q) in lhs.chunks_exact(k).zip(lhs_q.chunks_exact_mut(blocks)) {
+            T::VecDotType::from_float(row, q);
+        }
+        for (q, out) in lhs_q.chunks_exact(blocks).zip(dst.chunks_exact_mut(n)) {
+            for (col, out) in rhs.chunks_exact(blocks).zip(out.iter_mut()) {
+                *out = T::vec_dot(k, col, q);
+            }
+        }
+    } else {
+        matmul::<T>((m, k, n), lhs, rhs, &mut dst)?;
+    }
+    Ok(dst)
 }
 
 #[cfg(test)]
@@ -712,11 +845,12 @@ mod tests {
     use super::*;
 
     /// Quantized matmuls on the stored blocks match the plain product with the
-    /// dequantized matrix, for every block type with a compact kernel, one row
-    /// (decode) and several (prefill), and column counts that leave a tail.
+    /// dequantized matrix, for every block type, one row (decode) and several
+    /// (prefill), and column counts that leave a tail; dequantizing (whole, and by
+    /// rows) matches candle's.
     #[test]
-    fn compact_matmul_matches_the_dequantized_product() {
-        use candle_core::quantized::GgmlDType;
+    fn quantized_matrices_match_the_dequantized_product() {
+        use candle_core::quantized::{GgmlDType, QTensor};
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut next = || {
             state ^= state << 13;
@@ -725,12 +859,12 @@ mod tests {
             (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         };
         let k = 512;
-        for dtype in [
-            GgmlDType::Q4K,
-            GgmlDType::Q5K,
-            GgmlDType::Q6K,
-            GgmlDType::Q8_0,
-            GgmlDType::Q4_0,
+        for (dtype, kind) in [
+            (GgmlDType::Q4K, TensorType::Q4K),
+            (GgmlDType::Q5K, TensorType::Q5K),
+            (GgmlDType::Q6K, TensorType::Q6K),
+            (GgmlDType::Q8_0, TensorType::Q8_0),
+            (GgmlDType::Q4_0, TensorType::Q4_0),
         ] {
             // Small products run on the calling thread, the last two on candle's pool.
             for (m, n) in [(1, 7), (1, 64), (5, 9), (3, 32), (1, 2051), (9, 300)] {
@@ -738,11 +872,34 @@ mod tests {
                 let w = Tensor::from_vec(w, (n, k), &Device::Cpu).unwrap();
                 let q = QTensor::quantize(&w, dtype).unwrap();
                 let plain = q.dequantize(&Device::Cpu).unwrap();
+                let ours = QuantMatrix::new(
+                    "w",
+                    kind,
+                    n,
+                    k,
+                    Mapped::copy_of(&q.data().unwrap()).unwrap(),
+                )
+                .unwrap();
+                let same = ours.dequantize().unwrap().sub(&plain).unwrap();
+                let diff = same.abs().unwrap().max_all().unwrap();
+                assert_eq!(
+                    diff.to_scalar::<f32>().unwrap(),
+                    0.0,
+                    "{dtype:?} dequantize"
+                );
+                let ids = Tensor::new(&[n as u32 - 1, 0], &Device::Cpu).unwrap();
+                let rows = ours.rows(&ids).unwrap();
+                let want_rows = plain.index_select(&ids, 0).unwrap();
+                let diff = (rows - want_rows)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap();
+                assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dtype:?} rows");
                 let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
                 let x = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
-                let got = compact_matmul_t(&q, &x)
-                    .unwrap()
-                    .unwrap_or_else(|| panic!("{dtype:?} has a compact kernel"));
+                let got = ours.matmul_t(&x).unwrap();
                 let want = x.matmul(&plain.t().unwrap()).unwrap();
                 let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
                 let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();

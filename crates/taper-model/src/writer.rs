@@ -280,7 +280,7 @@ impl ModelWriter {
         for p in &plan {
             let tensor = match source.load(p, &Device::Cpu)? {
                 Weight::Dense(t) => t,
-                Weight::Quantized(q) => q.dequantize(&Device::Cpu)?,
+                Weight::Quantized(q) => q.dequantize()?,
             };
             let values = tensor
                 .to_dtype(DType::F32)?
