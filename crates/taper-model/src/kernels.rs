@@ -1,14 +1,15 @@
 //! Quantized matrix products with our own SIMD kernels (AVX-512 VNNI, detected at
-//! run time): Q4_K and Q8_0 weights times activations quantized to 8 bits.
+//! run time): Q4_K, Q6_K and Q8_0 weights times activations quantized to 8 bits.
 //!
-//! The block layouts are ggml's (`ggml-common.h`: `block_q4_K`, `block_q8_K`,
-//! `block_q8_0`), as GGUF files store them, and so is the arithmetic
-//! (`ggml_vec_dot_q4_K_q8_K`, `ggml_vec_dot_q8_0_q8_0`). A Q4_K weight is
+//! The block layouts are ggml's (`ggml-common.h`: `block_q4_K`, `block_q6_K`,
+//! `block_q8_K`, `block_q8_0`), as GGUF files store them, and so is the arithmetic
+//! (`ggml_vec_dot_q4_K_q8_K`, `ggml_vec_dot_q6_K_q8_K`, `ggml_vec_dot_q8_0_q8_0`). A Q4_K weight is
 //! `d * scale[j] * q - dmin * min[j]` for its sub-block `j` of 32, so a block's dot
 //! product with Q8_K activations `y` (scale `dy`) is
 //! `dy * (d * sum_j scale[j] * <q_j, y_j> - dmin * sum_j min[j] * sum(y_j))`, the
-//! sums of `y` coming from the Q8_K block's `bsums`. A Q8_0 block is 32 weights
-//! `d * q`.
+//! sums of `y` coming from the Q8_K block's `bsums`. A Q6_K weight is
+//! `d * scale[j] * (q - 32)` for its group `j` of 16, so the `- 32` also goes
+//! through `bsums`. A Q8_0 block is 32 weights `d * q`.
 //!
 //! Where the CPU lacks these features the caller keeps candle's kernels (AVX2 or
 //! portable). Each kernel is tested against a plain reference and against candle's
@@ -73,6 +74,7 @@ impl Q8K {
 }
 
 /// The eight 6-bit scales and mins of a Q4_K block (ggml's `get_scale_min_k4`).
+#[cfg(test)]
 fn scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let mut sc = [0u8; 8];
     let mut mn = [0u8; 8];
@@ -100,6 +102,15 @@ pub(crate) trait QuantDot: Copy + Send + Sync + Sized {
     /// # Safety
     /// The CPU must have the features [`avx512`] checks.
     unsafe fn dot(x: &[Self], y: &[Self::Act]) -> f32;
+    /// `<x, y[r]>` for four activation rows of `x.len()` blocks each. Kernels that
+    /// unpack a weight block once for all four override this.
+    ///
+    /// # Safety
+    /// As [`QuantDot::dot`]; every row has `x.len()` blocks.
+    unsafe fn dot4(x: &[Self], y: [&[Self::Act]; 4]) -> [f32; 4] {
+        // SAFETY: the caller's promise.
+        y.map(|y| unsafe { Self::dot(x, y) })
+    }
 }
 
 impl QuantDot for Q4K {
@@ -110,8 +121,65 @@ impl QuantDot for Q4K {
     }
     unsafe fn dot(x: &[Self], y: &[Q8K]) -> f32 {
         // SAFETY: the caller's promise.
+        unsafe { dot_simd_q4k(x, [y])[0] }
+    }
+    unsafe fn dot4(x: &[Self], y: [&[Q8K]; 4]) -> [f32; 4] {
+        // SAFETY: the caller's promise.
         unsafe { dot_simd_q4k(x, y) }
     }
+}
+
+/// A Q6_K block as stored (ggml's `block_q6_K`: 210 bytes): per weight 4 low bits
+/// in `ql` and 2 high bits in `qh`, stored plus 32; one signed scale per 16.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub(crate) struct Q6K {
+    ql: [u8; QK_K / 2],
+    qh: [u8; QK_K / 4],
+    scales: [i8; QK_K / 16],
+    d: u16,
+}
+const _: () = assert!(std::mem::size_of::<Q6K>() == 210);
+
+impl QuantDot for Q6K {
+    type Act = Q8K;
+    const BLOCK: usize = QK_K;
+    fn quantize(x: &[f32]) -> Q8K {
+        Q8K::quantize(x)
+    }
+    unsafe fn dot(x: &[Self], y: &[Q8K]) -> f32 {
+        // SAFETY: the caller's promise.
+        unsafe { dot_simd_q6k(x, [y])[0] }
+    }
+    unsafe fn dot4(x: &[Self], y: [&[Q8K]; 4]) -> [f32; 4] {
+        // SAFETY: the caller's promise.
+        unsafe { dot_simd_q6k(x, y) }
+    }
+}
+
+/// Plain Rust, weight by weight as ggml's `dequantize_row_q6_K` lays them out: the
+/// reference the Q6_K kernel is tested against.
+#[cfg(test)]
+fn dot_q6k_portable(x: &[Q6K], y: &[Q8K]) -> f32 {
+    let mut sum = 0f32;
+    for (x, y) in x.iter().zip(y) {
+        let mut q = [0i32; QK_K];
+        for h in 0..2 {
+            let (ql, qh) = (&x.ql[64 * h..], &x.qh[32 * h..]);
+            for l in 0..32 {
+                let base = 128 * h + l;
+                q[base] = ((ql[l] & 15) | ((qh[l] & 3) << 4)) as i32 - 32;
+                q[base + 32] = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
+                q[base + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
+                q[base + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
+            }
+        }
+        let dots: i32 = (0..QK_K)
+            .map(|i| x.scales[i / 16] as i32 * q[i] * y.qs[i] as i32)
+            .sum();
+        sum += half::f16::from_bits(x.d).to_f32() * y.d * dots as f32;
+    }
+    sum
 }
 
 /// A Q8_0 block as stored (ggml's `block_q8_0`: 34 bytes).
@@ -204,65 +272,163 @@ fn dot_q4k_portable(x: &[Q4K], y: &[Q8K]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Q4K, Q8_0, Q8_0Act, Q8K, scales_mins};
+    use super::{Q4K, Q6K, Q8_0, Q8_0Act, Q8K};
     use std::arch::x86_64::*;
 
-    /// One 64-weight chunk at a time: its 32 bytes of nibbles widen to 64 bytes
-    /// (low nibbles, the chunk's first sub-block, then high nibbles, its second),
-    /// which line up with 64 consecutive activations, so one `vpdpbusd` (unsigned
-    /// weights times signed activations) gives 16 partial sums, eight per sub-block.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q4k(x: &[Q4K], y: &[Q8K]) -> f32 {
-        let nibble = _mm256_set1_epi8(0x0f);
-        // Lane i of chunk c takes the scale of sub-block 2c (lanes 0-7) or 2c+1.
-        let pick = [
-            _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
-            _mm512_set_epi32(3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2, 2, 2),
-            _mm512_set_epi32(5, 5, 5, 5, 5, 5, 5, 5, 4, 4, 4, 4, 4, 4, 4, 4),
-            _mm512_set_epi32(7, 7, 7, 7, 7, 7, 7, 7, 6, 6, 6, 6, 6, 6, 6, 6),
-        ];
-        let ones = _mm256_set1_epi16(1);
-        let mut acc = _mm512_setzero_ps();
-        let mut acc_min = _mm256_setzero_ps();
+    /// The scales (bytes 0-7) and mins (bytes 8-15) of a Q4_K block, unpacked on
+    /// 32-bit words as ggml's AVX2 kernel does (the values of `scales_mins`).
+    pub(super) fn scales_mins_packed(s: &[u8; 12]) -> [u32; 4] {
+        const K1: u32 = 0x3f3f_3f3f;
+        const K2: u32 = 0x0f0f_0f0f;
+        const K3: u32 = 0x0303_0303;
+        let w = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+        let (a, b, c) = (w(0), w(4), w(8));
+        [
+            a & K1,
+            (c & K2) | (((a >> 6) & K3) << 4),
+            b & K1,
+            ((c >> 4) & K2) | (((b >> 6) & K3) << 4),
+        ]
+    }
+
+    /// Lane `i` of 32 16-bit lanes picks element `first + i / per` of a vector.
+    #[target_feature(enable = "avx512f")]
+    fn spread(first: i16, per: i16) -> __m512i {
+        let mut idx = [0i16; 32];
+        for (i, v) in (0i16..).zip(idx.iter_mut()) {
+            *v = first + i / per;
+        }
+        // SAFETY: reads the 64 bytes of `idx`.
+        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
+    }
+
+    /// One 64-weight chunk at a time: its 32 bytes of nibbles, broadcast to both
+    /// halves of a register and shifted by 0 or 4, give the 64 weights in the order
+    /// of 64 consecutive activations (the chunk's first sub-block, then its second).
+    /// `vpmaddubsw` (unsigned weights times signed activations, pairs summed to 16
+    /// bits: at most 2 * 15 * 128, no saturation) then `vpmaddwd` with the
+    /// sub-block's scale gives 32-bit sums; the float scale is applied once per
+    /// block, the mins through the activations' `bsums`. Each weight block is
+    /// unpacked once for the `R` activation rows (prefill), so that work is shared.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q4k<const R: usize>(x: &[Q4K], y: [&[Q8K]; R]) -> [f32; R] {
+        let nibble = _mm512_set1_epi8(0x0f);
+        let shift = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(4));
+        let pick = [spread(0, 16), spread(2, 16), spread(4, 16), spread(6, 16)];
+        // Lane i of 16 takes min i / 2 (bytes 8-15 of the unpacked scales).
+        let pick_min = _mm512_castsi512_si256(spread(8, 2));
+        let mut acc = [_mm512_setzero_ps(); R];
+        let mut acc_min = [_mm256_setzero_ps(); R];
         // SAFETY: every load reads inside a block (32 bytes at 32c of the 128 nibble
-        // bytes, 64 at 64c of the 256 activations, the 32 bytes of bsums, 8 bytes of
-        // a local array); the features are the caller's promise.
-        for (x, y) in x.iter().zip(y) {
+        // bytes, 64 at 64c of the 256 activations, the 32 bytes of bsums) or a local
+        // array, and the caller passes rows of `x.len()` blocks; the features are the
+        // caller's promise.
+        for (b, x) in x.iter().enumerate() {
             unsafe {
-                let (sc, mn) = scales_mins(&x.scales);
-                let sc = _mm512_castsi256_si512(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                    sc.as_ptr().cast(),
-                )));
-                let mut sums = _mm512_setzero_si512();
-                for (c, pick) in pick.iter().enumerate() {
-                    let q = _mm256_loadu_si256(x.qs.as_ptr().add(32 * c).cast());
-                    let lo = _mm256_and_si256(q, nibble);
-                    let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nibble);
-                    let q = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-                    let a = _mm512_loadu_si512(y.qs.as_ptr().add(64 * c).cast());
-                    let p = _mm512_dpbusd_epi32(_mm512_setzero_si512(), q, a);
-                    sums = _mm512_add_epi32(
-                        sums,
-                        _mm512_mullo_epi32(p, _mm512_permutexvar_epi32(*pick, sc)),
-                    );
+                let packed = scales_mins_packed(&x.scales);
+                let sm = _mm256_cvtepu8_epi16(_mm_loadu_si128(packed.as_ptr().cast()));
+                let sm512 = _mm512_castsi256_si512(sm);
+                let mut w = [_mm512_setzero_si512(); 4];
+                let mut sc = [_mm512_setzero_si512(); 4];
+                for c in 0..4 {
+                    let q = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        x.qs.as_ptr().add(32 * c).cast(),
+                    ));
+                    w[c] = _mm512_and_si512(_mm512_srlv_epi16(q, shift), nibble);
+                    sc[c] = _mm512_permutexvar_epi16(pick[c], sm512);
                 }
-                let dy = y.d;
-                let d = _mm512_set1_ps(f16_to_f32(x.d) * dy);
-                acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), d, acc);
-                // Sub-block sums of y (pairs of bsums) times the mins.
-                let bsums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
-                let ysum = _mm256_madd_epi16(bsums, ones);
-                let mins = _mm256_cvtepu8_epi32(_mm_loadl_epi64(mn.as_ptr().cast()));
-                let dmin = _mm256_set1_ps(f16_to_f32(x.dmin) * dy);
-                acc_min = _mm256_fmadd_ps(
-                    _mm256_cvtepi32_ps(_mm256_mullo_epi32(ysum, mins)),
-                    dmin,
-                    acc_min,
-                );
+                let mins = _mm256_permutexvar_epi16(pick_min, sm);
+                let (d, dmin) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
+                for r in 0..R {
+                    let y = y[r].get_unchecked(b);
+                    // Two chains, so one row alone (decode) is not bound by their
+                    // latency.
+                    let mut sums = [_mm512_setzero_si512(); 2];
+                    for c in 0..4 {
+                        let a = _mm512_loadu_si512(y.qs.as_ptr().add(64 * c).cast());
+                        let p = _mm512_maddubs_epi16(w[c], a);
+                        sums[c % 2] = _mm512_dpwssd_epi32(sums[c % 2], p, sc[c]);
+                    }
+                    let sums = _mm512_add_epi32(sums[0], sums[1]);
+                    let dy = _mm512_set1_ps(d * y.d);
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), dy, acc[r]);
+                    let bsums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
+                    let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins));
+                    acc_min[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(dmin * y.d), acc_min[r]);
+                }
             }
         }
         // SAFETY: as above.
-        _mm512_reduce_add_ps(acc) - unsafe { hsum256(acc_min) }
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - unsafe { hsum256(acc_min[r]) })
+    }
+
+    /// Half a block (128 weights) at a time: its 64 bytes of low bits give the
+    /// weights of activations 0-63 (low nibbles) and 64-127 (high nibbles); the 32
+    /// bytes of high bits, broadcast and shifted per half, add bits 4-5. The weights
+    /// are stored plus 32, so `<q, y>` is `<q + 32, y> - 32 * sum(y)`, the sums of
+    /// `y` per 16 coming from `bsums`. Products as in [`dot_q4k`], with one signed
+    /// scale per 16 weights (at most 2 * 63 * 128 per 16-bit pair), and each weight
+    /// block unpacked once for the `R` activation rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q6k<const R: usize>(x: &[Q6K], y: [&[Q8K]; R]) -> [f32; R] {
+        let nibble = _mm512_set1_epi8(0x0f);
+        let two = _mm512_set1_epi8(0x03);
+        let half_shift = |lo: i16, hi: i16| {
+            _mm512_inserti64x4::<1>(
+                _mm512_castsi256_si512(_mm256_set1_epi16(lo)),
+                _mm256_set1_epi16(hi),
+            )
+        };
+        let shifts = [half_shift(0, 2), half_shift(4, 6)];
+        let pick = [spread(0, 8), spread(4, 8), spread(8, 8), spread(12, 8)];
+        let mut acc = [_mm512_setzero_ps(); R];
+        // SAFETY: every load reads inside a block (64 bytes at 64h of the 128 low-bit
+        // bytes, 32 at 32h of the 64 high-bit bytes, the 16 scales, 64 at 64c of the
+        // 256 activations, the 32 bytes of bsums), and the caller passes rows of
+        // `x.len()` blocks; the features are the caller's promise.
+        for (b, x) in x.iter().enumerate() {
+            unsafe {
+                let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.scales.as_ptr().cast()));
+                let sc512 = _mm512_castsi256_si512(scales);
+                let mut w = [_mm512_setzero_si512(); 4];
+                let mut sc = [_mm512_setzero_si512(); 4];
+                for h in 0..2 {
+                    let ql = _mm512_loadu_si512(x.ql.as_ptr().add(64 * h).cast());
+                    let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
+                        x.qh.as_ptr().add(32 * h).cast(),
+                    ));
+                    let low = [
+                        _mm512_and_si512(ql, nibble),
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(ql), nibble),
+                    ];
+                    for i in 0..2 {
+                        let high = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts[i]), two);
+                        let c = 2 * h + i;
+                        w[c] = _mm512_or_si512(low[i], _mm512_slli_epi16::<4>(high));
+                        sc[c] = _mm512_permutexvar_epi16(pick[c], sc512);
+                    }
+                }
+                let d = f16_to_f32(x.d);
+                for r in 0..R {
+                    let y = y[r].get_unchecked(b);
+                    let bsums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
+                    let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, scales));
+                    let mut sums = [
+                        _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(offset)),
+                        _mm512_setzero_si512(),
+                    ];
+                    for c in 0..4 {
+                        let a = _mm512_loadu_si512(y.qs.as_ptr().add(64 * c).cast());
+                        let p = _mm512_maddubs_epi16(w[c], a);
+                        sums[c % 2] = _mm512_dpwssd_epi32(sums[c % 2], p, sc[c]);
+                    }
+                    let sums = _mm512_add_epi32(sums[0], sums[1]);
+                    let dy = _mm512_set1_ps(d * y.d);
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), dy, acc[r]);
+                }
+            }
+        }
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
     }
 
     /// Two blocks at a time where it can: `vpdpbusd` wants unsigned times signed, so
@@ -306,11 +472,17 @@ mod avx512 {
 }
 
 #[cfg(target_arch = "x86_64")]
-use avx512::{dot_q4k as dot_simd_q4k, dot_q8_0 as dot_simd_q8_0};
+use avx512::{dot_q4k as dot_simd_q4k, dot_q6k as dot_simd_q6k, dot_q8_0 as dot_simd_q8_0};
 
 /// Off x86_64 `avx512()` is false, so this is never called.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn dot_simd_q4k(_: &[Q4K], _: &[Q8K]) -> f32 {
+unsafe fn dot_simd_q4k<const R: usize>(_: &[Q4K], _: [&[Q8K]; R]) -> [f32; R] {
+    unreachable!("avx512() is false off x86_64")
+}
+
+/// Off x86_64 `avx512()` is false, so this is never called.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn dot_simd_q6k<const R: usize>(_: &[Q6K], _: [&[Q8K]; R]) -> [f32; R] {
     unreachable!("avx512() is false off x86_64")
 }
 
@@ -365,10 +537,19 @@ pub(crate) fn matmul<W: QuantDot>(
         let cols = &rhs[t * COLS * blocks..];
         for r0 in (0..m).step_by(ROWS) {
             let rows = r0..(r0 + ROWS).min(m);
+            let row = |r: usize| &y[r * blocks..(r + 1) * blocks];
             for (out, col) in out.chunks_exact_mut(m).zip(cols.chunks_exact(blocks)) {
-                for r in rows.clone() {
-                    // SAFETY: `avx512()` checked the CPU's features above.
-                    out[r] = unsafe { W::dot(col, &y[r * blocks..(r + 1) * blocks]) };
+                let mut r = rows.start;
+                while r + 4 <= rows.end {
+                    let four = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                    // SAFETY: `avx512()` checked the CPU's features above; each row
+                    // has `blocks` blocks, as `col`.
+                    out[r..r + 4].copy_from_slice(&unsafe { W::dot4(col, four) });
+                    r += 4;
+                }
+                for (r, out) in out.iter_mut().enumerate().take(rows.end).skip(r) {
+                    // SAFETY: as above.
+                    *out = unsafe { W::dot(col, row(r)) };
                 }
             }
         }
@@ -393,7 +574,7 @@ pub(crate) fn matmul<W: QuantDot>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::k_quants::{BlockQ4K, BlockQ8_0, BlockQ8K, GgmlType};
+    use candle_core::quantized::k_quants::{BlockQ4K, BlockQ6K, BlockQ8_0, BlockQ8K, GgmlType};
     use half::f16;
 
     /// A small deterministic generator (xorshift64*).
@@ -458,8 +639,11 @@ mod tests {
             for c in 0..n {
                 let want = reference(&w[c * blocks..(c + 1) * blocks], &y);
                 let v = got[r * n + c];
+                // Blocks' terms (tens each) cancel to a sum near zero, so the float
+                // rounding grows with their count; one wrong 16-weight group moves
+                // the sum by about one.
                 assert!(
-                    close(v, want, want.abs()),
+                    close(v, want, want.abs().max(blocks as f32 / 4.0)),
                     "({m},{k},{n}) [{r},{c}]: {v} vs {want}"
                 );
             }
@@ -517,6 +701,74 @@ mod tests {
             }
         }
         assert!(matmul(&[0.0; 100], (1, 100, 1), &random_q4k(&mut rng, 1), false).is_none());
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn packed_scales_match_the_plain_unpacking() {
+        let mut rng = Rng(3);
+        for _ in 0..1000 {
+            let mut s = [0u8; 12];
+            s.iter_mut().for_each(|v| *v = rng.next() as u8);
+            let (sc, mn) = scales_mins(&s);
+            let packed = avx512::scales_mins_packed(&s);
+            let bytes: Vec<u8> = packed.iter().flat_map(|w| w.to_le_bytes()).collect();
+            assert_eq!(bytes[..8], sc, "{s:?}");
+            assert_eq!(bytes[8..], mn, "{s:?}");
+        }
+    }
+
+    /// Random Q6_K blocks: any bytes are a valid block, given a finite scale.
+    fn random_q6k(rng: &mut Rng, n: usize) -> Vec<Q6K> {
+        (0..n)
+            .map(|_| {
+                let mut b = Q6K {
+                    ql: [0; QK_K / 2],
+                    qh: [0; QK_K / 4],
+                    scales: [0; QK_K / 16],
+                    d: f16::from_f32(rng.f32() * 0.01).to_bits(),
+                };
+                b.ql.iter_mut().for_each(|v| *v = rng.next() as u8);
+                b.qh.iter_mut().for_each(|v| *v = rng.next() as u8);
+                b.scales.iter_mut().for_each(|v| *v = rng.next() as i8);
+                b
+            })
+            .collect()
+    }
+
+    #[test]
+    fn q6k_products_match_candle_and_the_reference() {
+        let mut rng = Rng(5);
+        for blocks in [1, 2, 3, 16, 17] {
+            let k = blocks * QK_K;
+            let x = random_q6k(&mut rng, blocks);
+            let a: Vec<f32> = (0..k).map(|_| rng.f32() * 4.0).collect();
+            let ours: Vec<Q8K> = a.chunks_exact(QK_K).map(Q8K::quantize).collect();
+            let mut theirs = vec![BlockQ8K::zeros(); blocks];
+            BlockQ8K::from_float(&a, &mut theirs);
+            // SAFETY: both are ggml's block_q6_K, repr(C) with the same fields; any
+            // bytes are a valid block, and `align_to` checks the alignment.
+            let (head, xc, tail) = unsafe { x.align_to::<BlockQ6K>() };
+            assert!(head.is_empty() && tail.is_empty());
+            let want = BlockQ6K::vec_dot(k, xc, &theirs);
+            let reference = dot_q6k_portable(&x, &ours);
+            let scale = want.abs() + 1.0;
+            assert!(
+                close(reference, want, scale),
+                "k {k}: reference {reference}, candle {want}"
+            );
+            for (m, n) in [(1, 1), (2, 33), (67, 5)] {
+                let w: Vec<Q6K> = (0..n).flat_map(|_| random_q6k(&mut rng, blocks)).collect();
+                let lhs: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+                for parallel in [false, true] {
+                    let Some(got) = matmul(&lhs, (m, k, n), &w, parallel) else {
+                        assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
+                        continue;
+                    };
+                    check_product(&lhs, (m, k, n), &w, &got, dot_q6k_portable);
+                }
+            }
+        }
     }
 
     fn random_q8_0(rng: &mut Rng, n: usize) -> Vec<Q8_0> {

@@ -812,6 +812,7 @@ fn product<T: GgmlType>(
     // SAFETY (of the casts): kernels' block types have the layout of candle's.
     let ours = match T::DTYPE {
         GgmlDType::Q4K => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q4K>(), parallel),
+        GgmlDType::Q6K => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q6K>(), parallel),
         GgmlDType::Q8_0 => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q8_0>(), parallel),
         _ => None,
     };
