@@ -102,15 +102,12 @@ pub(crate) trait QuantDot: Copy + Send + Sync + Sized {
     /// # Safety
     /// The CPU must have the features [`avx512`] checks.
     unsafe fn dot(x: &[Self], y: &[Self::Act]) -> f32;
-    /// `<x, y[r]>` for four activation rows of `x.len()` blocks each. Kernels that
-    /// unpack a weight block once for all four override this.
+    /// `<x, y[r]>` for four activation rows of `x.len()` blocks each, each weight
+    /// block unpacked once for all four.
     ///
     /// # Safety
     /// As [`QuantDot::dot`]; every row has `x.len()` blocks.
-    unsafe fn dot4(x: &[Self], y: [&[Self::Act]; 4]) -> [f32; 4] {
-        // SAFETY: the caller's promise.
-        y.map(|y| unsafe { Self::dot(x, y) })
-    }
+    unsafe fn dot4(x: &[Self], y: [&[Self::Act]; 4]) -> [f32; 4];
 }
 
 impl QuantDot for Q4K {
@@ -192,24 +189,26 @@ pub(crate) struct Q8_0 {
 const _: () = assert!(std::mem::size_of::<Q8_0>() == 34);
 
 /// Activations of one Q8_0 block: the scale already widened to f32 (the f16
-/// rounding kept, as candle's `BlockQ8_0` stores it).
+/// rounding kept, as candle's `BlockQ8_0` stores it), and the quants stored plus
+/// 128, unsigned, as `vpdpbusd` wants them.
 #[derive(Clone, Copy)]
 pub(crate) struct Q8_0Act {
     d: f32,
-    qs: [i8; 32],
+    qs: [u8; 32],
 }
 
 impl QuantDot for Q8_0 {
     type Act = Q8_0Act;
     const BLOCK: usize = 32;
-    /// As candle's `BlockQ8_0::from_float`: `d = amax / 127`, stored as f16.
+    /// As candle's `BlockQ8_0::from_float`: `d = amax / 127`, stored as f16; the
+    /// quants (-127..=127) then biased by 128.
     fn quantize(x: &[f32]) -> Q8_0Act {
         let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-        let mut qs = [0i8; 32];
+        let mut qs = [0u8; 32];
         for (q, &v) in qs.iter_mut().zip(x) {
-            *q = (v * id).round() as i8;
+            *q = ((v * id).round() as i8 as i16 + 128) as u8;
         }
         Q8_0Act {
             d: half::f16::from_f32(d).to_f32(),
@@ -217,6 +216,10 @@ impl QuantDot for Q8_0 {
         }
     }
     unsafe fn dot(x: &[Self], y: &[Q8_0Act]) -> f32 {
+        // SAFETY: the caller's promise.
+        unsafe { dot_simd_q8_0(x, [y])[0] }
+    }
+    unsafe fn dot4(x: &[Self], y: [&[Q8_0Act]; 4]) -> [f32; 4] {
         // SAFETY: the caller's promise.
         unsafe { dot_simd_q8_0(x, y) }
     }
@@ -231,7 +234,7 @@ fn dot_q8_0_portable(x: &[Q8_0], y: &[Q8_0Act]) -> f32 {
             let s: i32 =
                 x.qs.iter()
                     .zip(&y.qs)
-                    .map(|(&a, &b)| a as i32 * b as i32)
+                    .map(|(&a, &b)| a as i32 * (b as i32 - 128))
                     .sum();
             half::f16::from_bits(x.d).to_f32() * y.d * s as f32
         })
@@ -431,29 +434,35 @@ mod avx512 {
         std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
     }
 
-    /// Two blocks at a time where it can: `vpdpbusd` wants unsigned times signed, so
-    /// the weights' signs move onto the activations (`|x| * sign(x) y`), as ggml's
-    /// AVX2 kernel does with `maddubs`.
+    /// `vpdpbusd` multiplies unsigned by signed bytes, so the activations come
+    /// biased by 128: `<y + 128, x> = <y, x> + 128 * sum(x)`, and the accumulator
+    /// starts at `-128 * sum(x)`, computed once per weight block for the `R`
+    /// activation rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q8_0(x: &[Q8_0], y: &[Q8_0Act]) -> f32 {
-        let mut acc = _mm256_setzero_ps();
-        // SAFETY: each load reads the 32 quants of one block; the features are the
-        // caller's promise.
-        for (x, y) in x.iter().zip(y) {
+    pub(super) unsafe fn dot_q8_0<const R: usize>(x: &[Q8_0], y: [&[Q8_0Act]; R]) -> [f32; R] {
+        let bias = _mm256_set1_epi8(-128);
+        let mut acc = [_mm256_setzero_ps(); R];
+        // SAFETY: each load reads the 32 quants of one block, and the caller passes
+        // rows of `x.len()` blocks; the features are the caller's promise.
+        for (b, x) in x.iter().enumerate() {
             unsafe {
-                let a = _mm256_loadu_si256(x.qs.as_ptr().cast());
-                let b = _mm256_loadu_si256(y.qs.as_ptr().cast());
-                let p = _mm256_dpbusd_epi32(
+                let w = _mm256_loadu_si256(x.qs.as_ptr().cast());
+                let start = _mm256_sub_epi32(
                     _mm256_setzero_si256(),
-                    _mm256_abs_epi8(a),
-                    _mm256_sign_epi8(b, a),
+                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, w),
                 );
-                let d = _mm256_set1_ps(f16_to_f32(x.d) * y.d);
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), d, acc);
+                let d = f16_to_f32(x.d);
+                for r in 0..R {
+                    let y = y[r].get_unchecked(b);
+                    let a = _mm256_loadu_si256(y.qs.as_ptr().cast());
+                    let p = _mm256_dpbusd_epi32(start, a, w);
+                    let dy = _mm256_set1_ps(d * y.d);
+                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dy, acc[r]);
+                }
             }
         }
         // SAFETY: as above.
-        unsafe { hsum256(acc) }
+        std::array::from_fn(|r| unsafe { hsum256(acc[r]) })
     }
 
     /// One f16 (as bits) to f32 with F16C.
@@ -488,7 +497,7 @@ unsafe fn dot_simd_q6k<const R: usize>(_: &[Q6K], _: [&[Q8K]; R]) -> [f32; R] {
 
 /// Off x86_64 `avx512()` is false, so this is never called.
 #[cfg(not(target_arch = "x86_64"))]
-unsafe fn dot_simd_q8_0(_: &[Q8_0], _: &[Q8_0Act]) -> f32 {
+unsafe fn dot_simd_q8_0<const R: usize>(_: &[Q8_0], _: [&[Q8_0Act]; R]) -> [f32; R] {
     unreachable!("avx512() is false off x86_64")
 }
 
