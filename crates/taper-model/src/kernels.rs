@@ -434,35 +434,52 @@ mod avx512 {
         std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
     }
 
-    /// `vpdpbusd` multiplies unsigned by signed bytes, so the activations come
-    /// biased by 128: `<y + 128, x> = <y, x> + 128 * sum(x)`, and the accumulator
-    /// starts at `-128 * sum(x)`, computed once per weight block for the `R`
-    /// activation rows.
+    /// Two blocks per 512-bit register. `vpdpbusd` multiplies unsigned by signed
+    /// bytes, so the activations come biased by 128: `<y + 128, x> = <y, x> + 128 *
+    /// sum(x)`, and the accumulator starts at `-128 * sum(x)`, computed once per pair
+    /// of weight blocks for the `R` activation rows. An odd last block goes alone,
+    /// with the upper half zero.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub(super) unsafe fn dot_q8_0<const R: usize>(x: &[Q8_0], y: [&[Q8_0Act]; R]) -> [f32; R] {
-        let bias = _mm256_set1_epi8(-128);
-        let mut acc = [_mm256_setzero_ps(); R];
-        // SAFETY: each load reads the 32 quants of one block, and the caller passes
-        // rows of `x.len()` blocks; the features are the caller's promise.
-        for (b, x) in x.iter().enumerate() {
+        let bias = _mm512_set1_epi8(-128);
+        // Lanes 0-7 take the first block's scale, 8-15 the second's.
+        let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
+        let mut acc = [_mm512_setzero_ps(); R];
+        // SAFETY: each load reads the 32 quants of one block (`b + 1` only when it
+        // exists), and the caller passes rows of `x.len()` blocks; the features are
+        // the caller's promise.
+        for b in (0..x.len()).step_by(2) {
             unsafe {
-                let w = _mm256_loadu_si256(x.qs.as_ptr().cast());
-                let start = _mm256_sub_epi32(
-                    _mm256_setzero_si256(),
-                    _mm256_dpbusd_epi32(_mm256_setzero_si256(), bias, w),
+                let two = b + 1 < x.len();
+                let quants = |q: *const u8, next: *const u8| {
+                    let lo = _mm512_zextsi256_si512(_mm256_loadu_si256(q.cast()));
+                    if two {
+                        _mm512_inserti64x4::<1>(lo, _mm256_loadu_si256(next.cast()))
+                    } else {
+                        lo
+                    }
+                };
+                let x0 = x.get_unchecked(b);
+                let x1 = if two { x.get_unchecked(b + 1) } else { x0 };
+                let w = quants(x0.qs.as_ptr().cast(), x1.qs.as_ptr().cast());
+                let start = _mm512_sub_epi32(
+                    _mm512_setzero_si512(),
+                    _mm512_dpbusd_epi32(_mm512_setzero_si512(), bias, w),
                 );
-                let d = f16_to_f32(x.d);
+                let d1 = if two { x1.d as i16 } else { 0 };
+                let dx = _mm_cvtph_ps(_mm_set_epi16(0, 0, 0, 0, 0, 0, d1, x0.d as i16));
                 for r in 0..R {
-                    let y = y[r].get_unchecked(b);
-                    let a = _mm256_loadu_si256(y.qs.as_ptr().cast());
-                    let p = _mm256_dpbusd_epi32(start, a, w);
-                    let dy = _mm256_set1_ps(d * y.d);
-                    acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), dy, acc[r]);
+                    let y0 = y[r].get_unchecked(b);
+                    let y1 = if two { y[r].get_unchecked(b + 1) } else { y0 };
+                    let a = quants(y0.qs.as_ptr(), y1.qs.as_ptr());
+                    let p = _mm512_dpbusd_epi32(start, a, w);
+                    let dd = _mm_mul_ps(dx, _mm_set_ps(0.0, 0.0, y1.d, y0.d));
+                    let d = _mm512_permutexvar_ps(halves, _mm512_castps128_ps512(dd));
+                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), d, acc[r]);
                 }
             }
         }
-        // SAFETY: as above.
-        std::array::from_fn(|r| unsafe { hsum256(acc[r]) })
+        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
     }
 
     /// One f16 (as bits) to f32 with F16C.
