@@ -97,17 +97,13 @@ pub(crate) trait QuantDot: Copy + Send + Sync + Sized {
     const BLOCK: usize;
     /// Quantizes `BLOCK` activations.
     fn quantize(x: &[f32]) -> Self::Act;
-    /// `<x, y>` over whole rows of blocks.
+    /// `<x, y[r]>` for `R` activation rows of `x.len()` blocks each, each weight
+    /// block unpacked once for all of them.
     ///
     /// # Safety
-    /// The CPU must have the features [`avx512`] checks.
-    unsafe fn dot(x: &[Self], y: &[Self::Act]) -> f32;
-    /// `<x, y[r]>` for four activation rows of `x.len()` blocks each, each weight
-    /// block unpacked once for all four.
-    ///
-    /// # Safety
-    /// As [`QuantDot::dot`]; every row has `x.len()` blocks.
-    unsafe fn dot4(x: &[Self], y: [&[Self::Act]; 4]) -> [f32; 4];
+    /// The CPU must have the features [`avx512`] checks; every row has `x.len()`
+    /// blocks.
+    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Self::Act]; R]) -> [f32; R];
 }
 
 impl QuantDot for Q4K {
@@ -116,11 +112,7 @@ impl QuantDot for Q4K {
     fn quantize(x: &[f32]) -> Q8K {
         Q8K::quantize(x)
     }
-    unsafe fn dot(x: &[Self], y: &[Q8K]) -> f32 {
-        // SAFETY: the caller's promise.
-        unsafe { dot_simd_q4k(x, [y])[0] }
-    }
-    unsafe fn dot4(x: &[Self], y: [&[Q8K]; 4]) -> [f32; 4] {
+    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Q8K]; R]) -> [f32; R] {
         // SAFETY: the caller's promise.
         unsafe { dot_simd_q4k(x, y) }
     }
@@ -144,11 +136,7 @@ impl QuantDot for Q6K {
     fn quantize(x: &[f32]) -> Q8K {
         Q8K::quantize(x)
     }
-    unsafe fn dot(x: &[Self], y: &[Q8K]) -> f32 {
-        // SAFETY: the caller's promise.
-        unsafe { dot_simd_q6k(x, [y])[0] }
-    }
-    unsafe fn dot4(x: &[Self], y: [&[Q8K]; 4]) -> [f32; 4] {
+    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Q8K]; R]) -> [f32; R] {
         // SAFETY: the caller's promise.
         unsafe { dot_simd_q6k(x, y) }
     }
@@ -215,11 +203,7 @@ impl QuantDot for Q8_0 {
             qs,
         }
     }
-    unsafe fn dot(x: &[Self], y: &[Q8_0Act]) -> f32 {
-        // SAFETY: the caller's promise.
-        unsafe { dot_simd_q8_0(x, [y])[0] }
-    }
-    unsafe fn dot4(x: &[Self], y: [&[Q8_0Act]; 4]) -> [f32; 4] {
+    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Q8_0Act]; R]) -> [f32; R] {
         // SAFETY: the caller's promise.
         unsafe { dot_simd_q8_0(x, y) }
     }
@@ -557,7 +541,11 @@ pub(crate) fn matmul<W: QuantDot>(
         return None;
     }
     let blocks = k / W::BLOCK;
-    let y: Vec<W::Act> = lhs.chunks_exact(W::BLOCK).map(W::quantize).collect();
+    let y: Vec<W::Act> = if parallel && m > 1 {
+        lhs.par_chunks_exact(W::BLOCK).map(W::quantize).collect()
+    } else {
+        lhs.chunks_exact(W::BLOCK).map(W::quantize).collect()
+    };
     let mut out_t = vec![0f32; n * m];
     let task = |(t, out): (usize, &mut [f32])| {
         let cols = &rhs[t * COLS * blocks..];
@@ -566,16 +554,23 @@ pub(crate) fn matmul<W: QuantDot>(
             let row = |r: usize| &y[r * blocks..(r + 1) * blocks];
             for (out, col) in out.chunks_exact_mut(m).zip(cols.chunks_exact(blocks)) {
                 let mut r = rows.start;
-                while r + 4 <= rows.end {
-                    let four = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                while r + 8 <= rows.end {
+                    let eight: [_; 8] = std::array::from_fn(|i| row(r + i));
                     // SAFETY: `avx512()` checked the CPU's features above; each row
                     // has `blocks` blocks, as `col`.
-                    out[r..r + 4].copy_from_slice(&unsafe { W::dot4(col, four) });
+                    out[r..r + 8].copy_from_slice(&unsafe { W::dot(col, eight) });
+                    r += 8;
+                }
+                while r + 4 <= rows.end {
+                    let four: [_; 4] = std::array::from_fn(|i| row(r + i));
+                    // SAFETY: as above.
+                    out[r..r + 4].copy_from_slice(&unsafe { W::dot(col, four) });
                     r += 4;
                 }
                 for (r, out) in out.iter_mut().enumerate().take(rows.end).skip(r) {
                     // SAFETY: as above.
-                    *out = unsafe { W::dot(col, row(r)) };
+                    let [v] = unsafe { W::dot(col, [row(r)]) };
+                    *out = v;
                 }
             }
         }
@@ -589,10 +584,15 @@ pub(crate) fn matmul<W: QuantDot>(
         return Some(out_t);
     }
     let mut out = vec![0f32; m * n];
-    for (c, col) in out_t.chunks_exact(m).enumerate() {
-        for (r, &v) in col.iter().enumerate() {
-            out[r * n + c] = v;
+    let gather = |(r, row): (usize, &mut [f32])| {
+        for (c, v) in row.iter_mut().enumerate() {
+            *v = out_t[c * m + r];
         }
+    };
+    if parallel {
+        out.par_chunks_mut(n).enumerate().for_each(gather);
+    } else {
+        out.chunks_mut(n).enumerate().for_each(gather);
     }
     Some(out)
 }
@@ -695,7 +695,7 @@ mod tests {
             );
             if avx512() {
                 // SAFETY: the CPU has the features the kernel needs.
-                let simd = unsafe { Q4K::dot(&x, &ours) };
+                let [simd] = unsafe { Q4K::dot(&x, [&ours]) };
                 assert!(
                     close(simd, reference, scale),
                     "k {k}: simd {simd}, reference {reference}"
