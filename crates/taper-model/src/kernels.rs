@@ -50,6 +50,16 @@ impl Q8K {
     /// As candle's `BlockQ8K::from_float` (the path this kernel replaces), so both
     /// paths give the same numbers: the value of largest magnitude maps to -127.
     fn quantize(x: &[f32]) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() && x.len() == QK_K {
+            // SAFETY: the CPU has the features; `x` holds a whole block.
+            return unsafe { avx512::quantize_q8k(x) };
+        }
+        Self::quantize_plain(x)
+    }
+
+    /// [`Q8K::quantize`] in plain Rust.
+    fn quantize_plain(x: &[f32]) -> Self {
         let mut out = Self::ZERO;
         let (mut max, mut amax) = (0f32, 0f32);
         for &v in x {
@@ -259,7 +269,7 @@ fn dot_q4k_portable(x: &[Q4K], y: &[Q8K]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Q4K, Q6K, Q8_0, Q8_0Act, Q8K};
+    use super::{Q4K, Q6K, Q8_0, Q8_0Act, Q8K, QK_K};
     use std::arch::x86_64::*;
 
     /// The scales (bytes 0-7) and mins (bytes 8-15) of a Q4_K block, unpacked on
@@ -464,6 +474,64 @@ mod avx512 {
             }
         }
         std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
+    }
+
+    /// [`Q8K::quantize_plain`], 16 lanes at a time, to the same bits: the first
+    /// value of the largest magnitude sets the scale, and rounding is half away
+    /// from zero as `f32::round` (truncate, then step away from zero where the
+    /// dropped fraction is at least one half).
+    ///
+    /// # Safety
+    /// `x` holds `QK_K` values; the CPU has the features [`super::avx512`] checks.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn quantize_q8k(x: &[f32]) -> Q8K {
+        let mut v = [_mm512_setzero_ps(); QK_K / 16];
+        let mut amax = _mm512_setzero_ps();
+        for (i, v) in v.iter_mut().enumerate() {
+            // SAFETY: 16 values at 16i of the block's 256.
+            *v = unsafe { _mm512_loadu_ps(x.as_ptr().add(16 * i)) };
+            amax = _mm512_max_ps(amax, _mm512_abs_ps(*v));
+        }
+        let amax = _mm512_reduce_max_ps(amax);
+        let mut out = Q8K::ZERO;
+        if amax == 0.0 {
+            return out;
+        }
+        let first = v.iter().enumerate().find_map(|(i, v)| {
+            let hit = _mm512_cmp_ps_mask::<_CMP_EQ_OQ>(_mm512_abs_ps(*v), _mm512_set1_ps(amax));
+            (hit != 0).then(|| 16 * i + hit.trailing_zeros() as usize)
+        });
+        let Some(first) = first else {
+            // Only NaNs compare unequal to their own maximum: the plain path's rules.
+            return Q8K::quantize_plain(x);
+        };
+        let iscale = -127.0 / x[first];
+        let sign = _mm512_castps_si512(_mm512_set1_ps(-0.0));
+        let (lo, hi) = (_mm512_set1_ps(-128.0), _mm512_set1_ps(127.0));
+        for (i, v) in v.iter().enumerate() {
+            let y = _mm512_mul_ps(*v, _mm512_set1_ps(iscale));
+            let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+            let away = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(
+                _mm512_abs_ps(_mm512_sub_ps(y, t)),
+                _mm512_set1_ps(0.5),
+            );
+            let step = _mm512_castsi512_ps(_mm512_or_si512(
+                _mm512_and_si512(_mm512_castps_si512(y), sign),
+                _mm512_castps_si512(_mm512_set1_ps(1.0)),
+            ));
+            let r = _mm512_mask_add_ps(t, away, t, step);
+            let q = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, lo), hi));
+            out.bsums[i] = _mm512_reduce_add_epi32(q) as i16;
+            // SAFETY: 16 bytes at 16i of the block's 256.
+            unsafe {
+                _mm_storeu_si128(
+                    out.qs.as_mut_ptr().add(16 * i).cast(),
+                    _mm512_cvtsepi32_epi8(q),
+                )
+            };
+        }
+        out.d = 1.0 / iscale;
+        out
     }
 
     /// One f16 (as bits) to f32 with F16C.
@@ -727,6 +795,34 @@ mod tests {
             }
         }
         assert!(matmul(&[0.0; 100], (1, 100, 1), &random_q4k(&mut rng, 1), false).is_none());
+    }
+
+    #[test]
+    fn simd_quantization_gives_the_plain_bits() {
+        let mut rng = Rng(13);
+        for case in 0..300 {
+            let mut x: Vec<f32> = (0..QK_K).map(|_| rng.f32() * 10.0).collect();
+            match case % 5 {
+                // Ties: with a largest value of -127 the scale is 1, so halves stay
+                // halves.
+                0 => {
+                    x.iter_mut().for_each(|v| *v = (*v * 10.0).round() / 2.0);
+                    x[7] = -127.0;
+                }
+                // The largest magnitude twice, with both signs: the first wins.
+                1 => {
+                    x[3] = 20.0;
+                    x[200] = -20.0;
+                }
+                2 => x.iter_mut().for_each(|v| *v = 0.0),
+                _ => {}
+            }
+            let plain = Q8K::quantize_plain(&x);
+            let ours = Q8K::quantize(&x);
+            assert_eq!(ours.d.to_bits(), plain.d.to_bits(), "case {case}");
+            assert_eq!(ours.qs, plain.qs, "case {case}");
+            assert_eq!(ours.bsums, plain.bsums, "case {case}");
+        }
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -17,6 +17,7 @@
 //! # Ok(()) }
 //! ```
 
+mod attention;
 mod config;
 mod error;
 pub mod gguf;

@@ -469,12 +469,16 @@ impl Model {
         let ids = Tensor::from_slice(tokens, n, &self.device)?;
         let mut x = self.embed.rows(&ids)?;
         let (cos, sin) = self.rope_tables(pos, n)?;
-        let mask = causal_mask(
-            pos,
-            n,
-            self.config.num_heads / self.config.num_kv_heads,
-            &self.device,
-        )?;
+        let mask = if n > crate::attention::MAX_QUERIES {
+            Some(causal_mask(
+                pos,
+                n,
+                self.config.num_heads / self.config.num_kv_heads,
+                &self.device,
+            )?)
+        } else {
+            None
+        };
         for (i, layer) in self.layers.iter().enumerate() {
             x = self.block(
                 layer,
@@ -484,7 +488,7 @@ impl Model {
                 pos,
                 &cos,
                 &sin,
-                &mask,
+                mask.as_ref(),
             )?;
         }
         let x = match which {
@@ -532,7 +536,7 @@ impl Model {
         pos: usize,
         cos: &Tensor,
         sin: &Tensor,
-        mask: &Tensor,
+        mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let c = &self.config;
         let n = x.dim(0)?;
@@ -556,27 +560,32 @@ impl Model {
         let v = v.transpose(0, 1)?.contiguous()?;
         cache_k.slice_set(&k.to_dtype(cache_k.dtype())?, 1, pos)?;
         cache_v.slice_set(&v.to_dtype(cache_v.dtype())?, 1, pos)?;
-        let len = pos + n;
-        let keys = cache_k
-            .narrow(1, 0, len)?
-            .to_dtype(DType::F32)?
-            .contiguous()?;
-        let vals = cache_v
-            .narrow(1, 0, len)?
-            .to_dtype(DType::F32)?
-            .contiguous()?;
-        // Grouped-query attention: the query heads sharing a key/value head are
-        // stacked as rows, [nkv, groups * n, hd].
-        let groups = nh / nkv;
-        let q = q.reshape((nkv, groups * n, hd))?;
-        let scale = 1.0 / (hd as f64).sqrt();
-        let scores = (q.matmul(&keys.t()?)? * scale)?.broadcast_add(mask)?;
-        let probs = softmax_last(&scores)?;
-        let out = probs.matmul(&vals)?; // [nkv, groups*n, hd]
-        let out = out
-            .reshape((nh, n, hd))?
-            .transpose(0, 1)?
-            .reshape((n, nh * hd))?;
+        let out = match mask {
+            // A few queries (decoding): straight from the cache, read once.
+            None => crate::attention::attend(&q, cache_k, cache_v, pos)?,
+            Some(mask) => {
+                let len = pos + n;
+                let keys = cache_k
+                    .narrow(1, 0, len)?
+                    .to_dtype(DType::F32)?
+                    .contiguous()?;
+                let vals = cache_v
+                    .narrow(1, 0, len)?
+                    .to_dtype(DType::F32)?
+                    .contiguous()?;
+                // Grouped-query attention: the query heads sharing a key/value head
+                // are stacked as rows, [nkv, groups * n, hd].
+                let groups = nh / nkv;
+                let q = q.reshape((nkv, groups * n, hd))?;
+                let scale = 1.0 / (hd as f64).sqrt();
+                let scores = (q.matmul(&keys.t()?)? * scale)?.broadcast_add(mask)?;
+                let probs = softmax_last(&scores)?;
+                let out = probs.matmul(&vals)?; // [nkv, groups*n, hd]
+                out.reshape((nh, n, hd))?
+                    .transpose(0, 1)?
+                    .reshape((n, nh * hd))?
+            }
+        };
         let x = (x + l.wo.matmul_t(&out)?)?;
         let h = rms_norm(&x, &l.ffn_norm, c.rms_norm_eps)?;
         let gate = l.gate.matmul_t(&h)?;
