@@ -273,19 +273,30 @@ mod avx512 {
     use std::arch::x86_64::*;
 
     /// The scales (bytes 0-7) and mins (bytes 8-15) of a Q4_K block, unpacked on
-    /// 32-bit words as ggml's AVX2 kernel does (the values of `scales_mins`).
-    pub(super) fn scales_mins_packed(s: &[u8; 12]) -> [u32; 4] {
-        const K1: u32 = 0x3f3f_3f3f;
-        const K2: u32 = 0x0f0f_0f0f;
-        const K3: u32 = 0x0303_0303;
-        let w = |i: usize| u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
-        let (a, b, c) = (w(0), w(4), w(8));
-        [
-            a & K1,
-            (c & K2) | (((a >> 6) & K3) << 4),
-            b & K1,
-            ((c >> 4) & K2) | (((b >> 6) & K3) << 4),
-        ]
+    /// 32-bit lanes with ggml's word-wise bit operations (the values of
+    /// `scales_mins`). The load takes 16 bytes at the scales: their 12 and the
+    /// first 4 of the nibbles, which are ignored.
+    #[target_feature(enable = "avx512f,avx512vl,avx2")]
+    pub(super) fn scales_mins_packed(x: &Q4K) -> __m128i {
+        const K1: i32 = 0x3f3f_3f3f;
+        const K2: i32 = 0x0f0f_0f0f;
+        const K3: i32 = 0x0303_0303;
+        // SAFETY: bytes 4..20 of the 144-byte block, through a pointer to the whole
+        // block.
+        let v = unsafe { _mm_loadu_si128((x as *const Q4K).cast::<u8>().add(4).cast()) };
+        // Words a, b, c of the scales: [a, c, b, c >> 4] masked, then bits 6-7 of a
+        // and b moved into lanes 1 and 3.
+        let u = _mm_srlv_epi32(
+            _mm_shuffle_epi32::<0b10_01_10_00>(v),
+            _mm_set_epi32(4, 0, 0, 0),
+        );
+        let low = _mm_and_si128(u, _mm_set_epi32(K2, K1, K2, K1));
+        let t = _mm_and_si128(
+            _mm_srli_epi32::<6>(_mm_shuffle_epi32::<0b01_00_00_00>(v)),
+            _mm_set1_epi32(K3),
+        );
+        let high = _mm_and_si128(_mm_slli_epi32::<4>(t), _mm_set_epi32(-1, 0, -1, 0));
+        _mm_or_si128(low, high)
     }
 
     /// Lane `i` of 32 16-bit lanes picks element `first + i / per` of a vector.
@@ -322,8 +333,7 @@ mod avx512 {
         // caller's promise.
         for (b, x) in x.iter().enumerate() {
             unsafe {
-                let packed = scales_mins_packed(&x.scales);
-                let sm = _mm256_cvtepu8_epi16(_mm_loadu_si128(packed.as_ptr().cast()));
+                let sm = _mm256_cvtepu8_epi16(scales_mins_packed(x));
                 let sm512 = _mm512_castsi256_si512(sm);
                 let mut w = [_mm512_setzero_si512(); 4];
                 let mut sc = [_mm512_setzero_si512(); 4];
@@ -829,14 +839,20 @@ mod tests {
     #[test]
     fn packed_scales_match_the_plain_unpacking() {
         let mut rng = Rng(3);
-        for _ in 0..1000 {
-            let mut s = [0u8; 12];
-            s.iter_mut().for_each(|v| *v = rng.next() as u8);
-            let (sc, mn) = scales_mins(&s);
-            let packed = avx512::scales_mins_packed(&s);
-            let bytes: Vec<u8> = packed.iter().flat_map(|w| w.to_le_bytes()).collect();
-            assert_eq!(bytes[..8], sc, "{s:?}");
-            assert_eq!(bytes[8..], mn, "{s:?}");
+        if !avx512() {
+            return;
+        }
+        for x in random_q4k(&mut rng, 1000) {
+            let (sc, mn) = scales_mins(&x.scales);
+            let mut bytes = [0u8; 16];
+            // SAFETY: the CPU has the features (checked above); the store writes the
+            // 16 bytes of `bytes`.
+            unsafe {
+                let packed = avx512::scales_mins_packed(&x);
+                std::arch::x86_64::_mm_storeu_si128(bytes.as_mut_ptr().cast(), packed);
+            }
+            assert_eq!(bytes[..8], sc, "{:?}", x.scales);
+            assert_eq!(bytes[8..], mn, "{:?}", x.scales);
         }
     }
 
