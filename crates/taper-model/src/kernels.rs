@@ -31,13 +31,17 @@ pub(crate) struct Q4K {
 }
 const _: () = assert!(std::mem::size_of::<Q4K>() == 144);
 
-/// Activations of one super-block quantized to 8 bits (ggml's `block_q8_K`).
+/// Activations of one super-block quantized to 8 bits (ggml's `block_q8_K`, plus
+/// the sums of its eight sub-blocks in f32).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct Q8K {
     d: f32,
     qs: [i8; QK_K],
     bsums: [i16; QK_K / 16],
+    /// Each 32-value sub-block's sum in f32 (`d` times its two `bsums`), for the
+    /// Q4_K mins, which then cost one multiply-add per block and row.
+    sums: [f32; QK_K / 32],
 }
 
 impl Q8K {
@@ -45,7 +49,16 @@ impl Q8K {
         d: 0.0,
         qs: [0; QK_K],
         bsums: [0; QK_K / 16],
+        sums: [0.0; QK_K / 32],
     };
+
+    /// Sets `sums` from `d` and `bsums`.
+    fn with_sums(mut self) -> Self {
+        for (j, s) in self.sums.iter_mut().enumerate() {
+            *s = self.d * (self.bsums[2 * j] as i32 + self.bsums[2 * j + 1] as i32) as f32;
+        }
+        self
+    }
 
     /// As candle's `BlockQ8K::from_float` (the path this kernel replaces), so both
     /// paths give the same numbers: the value of largest magnitude maps to -127.
@@ -79,7 +92,7 @@ impl Q8K {
             *s = chunk.iter().map(|&q| q as i16).sum();
         }
         out.d = 1.0 / iscale;
-        out
+        out.with_sums()
     }
 }
 
@@ -316,24 +329,23 @@ mod avx512 {
     /// `vpmaddubsw` (unsigned weights times signed activations, pairs summed to 16
     /// bits: at most 2 * 15 * 128, no saturation) then `vpmaddwd` with the
     /// sub-block's scale gives 32-bit sums; the float scale is applied once per
-    /// block, the mins through the activations' `bsums`. Each weight block is
+    /// block, the mins through the activations' sub-block sums. Each weight block is
     /// unpacked once for the `R` activation rows (prefill), so that work is shared.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     pub(super) unsafe fn dot_q4k<const R: usize>(x: &[Q4K], y: [&[Q8K]; R]) -> [f32; R] {
         let nibble = _mm512_set1_epi8(0x0f);
         let shift = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(4));
         let pick = [spread(0, 16), spread(2, 16), spread(4, 16), spread(6, 16)];
-        // Lane i of 16 takes min i / 2 (bytes 8-15 of the unpacked scales).
-        let pick_min = _mm512_castsi512_si256(spread(8, 2));
         let mut acc = [_mm512_setzero_ps(); R];
         let mut acc_min = [_mm256_setzero_ps(); R];
         // SAFETY: every load reads inside a block (32 bytes at 32c of the 128 nibble
-        // bytes, 64 at 64c of the 256 activations, the 32 bytes of bsums) or a local
+        // bytes, 64 at 64c of the 256 activations, the 8 sub-block sums) or a local
         // array, and the caller passes rows of `x.len()` blocks; the features are the
         // caller's promise.
         for (b, x) in x.iter().enumerate() {
             unsafe {
-                let sm = _mm256_cvtepu8_epi16(scales_mins_packed(x));
+                let packed = scales_mins_packed(x);
+                let sm = _mm256_cvtepu8_epi16(packed);
                 let sm512 = _mm512_castsi256_si512(sm);
                 let mut w = [_mm512_setzero_si512(); 4];
                 let mut sc = [_mm512_setzero_si512(); 4];
@@ -344,8 +356,12 @@ mod avx512 {
                     w[c] = _mm512_and_si512(_mm512_srlv_epi16(q, shift), nibble);
                     sc[c] = _mm512_permutexvar_epi16(pick[c], sm512);
                 }
-                let mins = _mm256_permutexvar_epi16(pick_min, sm);
                 let (d, dmin) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
+                // dmin * min[j], against each row's sub-block sums.
+                let mins = _mm256_mul_ps(
+                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(packed))),
+                    _mm256_set1_ps(dmin),
+                );
                 for r in 0..R {
                     let y = y[r].get_unchecked(b);
                     // Two chains, so one row alone (decode) is not bound by their
@@ -359,9 +375,8 @@ mod avx512 {
                     let sums = _mm512_add_epi32(sums[0], sums[1]);
                     let dy = _mm512_set1_ps(d * y.d);
                     acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), dy, acc[r]);
-                    let bsums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
-                    let m = _mm256_cvtepi32_ps(_mm256_madd_epi16(bsums, mins));
-                    acc_min[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(dmin * y.d), acc_min[r]);
+                    let ysums = _mm256_loadu_ps(y.sums.as_ptr());
+                    acc_min[r] = _mm256_fmadd_ps(mins, ysums, acc_min[r]);
                 }
             }
         }
@@ -541,7 +556,7 @@ mod avx512 {
             };
         }
         out.d = 1.0 / iscale;
-        out
+        out.with_sums()
     }
 
     /// One f16 (as bits) to f32 with F16C.
@@ -832,6 +847,7 @@ mod tests {
             assert_eq!(ours.d.to_bits(), plain.d.to_bits(), "case {case}");
             assert_eq!(ours.qs, plain.qs, "case {case}");
             assert_eq!(ours.bsums, plain.bsums, "case {case}");
+            assert_eq!(ours.sums, plain.sums, "case {case}");
         }
     }
 
