@@ -639,55 +639,70 @@ pub(crate) fn matmul<W: QuantDot>(
     } else {
         lhs.chunks_exact(W::BLOCK).map(W::quantize).collect()
     };
-    let mut out_t = vec![0f32; n * m];
-    let task = |(t, out): (usize, &mut [f32])| {
-        let cols = &rhs[t * COLS * blocks..];
+    let mut out = vec![0f32; m * n];
+    let dst = Output(out.as_mut_ptr());
+    let task = |t: usize| {
+        let first = t * COLS;
+        let cols = &rhs[first * blocks..(n.min(first + COLS)) * blocks];
+        // Writes `[m, n]` entry (r, c) of this task's columns.
+        let put = |r: usize, c: usize, v: f32| {
+            // SAFETY: r < m and c < n, so the entry is inside `out`, which outlives
+            // the tasks; task t alone writes columns t * COLS .. (t + 1) * COLS, so
+            // no two tasks write one entry.
+            unsafe { dst.write(r * n + c, v) }
+        };
         for r0 in (0..m).step_by(ROWS) {
             let rows = r0..(r0 + ROWS).min(m);
             let row = |r: usize| &y[r * blocks..(r + 1) * blocks];
-            for (out, col) in out.chunks_exact_mut(m).zip(cols.chunks_exact(blocks)) {
+            for (c, col) in (first..).zip(cols.chunks_exact(blocks)) {
                 let mut r = rows.start;
                 while r + 8 <= rows.end {
                     let eight: [_; 8] = std::array::from_fn(|i| row(r + i));
                     // SAFETY: `avx512()` checked the CPU's features above; each row
                     // has `blocks` blocks, as `col`.
-                    out[r..r + 8].copy_from_slice(&unsafe { W::dot(col, eight) });
+                    let v = unsafe { W::dot(col, eight) };
+                    (0..8).for_each(|i| put(r + i, c, v[i]));
                     r += 8;
                 }
                 while r + 4 <= rows.end {
                     let four: [_; 4] = std::array::from_fn(|i| row(r + i));
                     // SAFETY: as above.
-                    out[r..r + 4].copy_from_slice(&unsafe { W::dot(col, four) });
+                    let v = unsafe { W::dot(col, four) };
+                    (0..4).for_each(|i| put(r + i, c, v[i]));
                     r += 4;
                 }
-                for (r, out) in out.iter_mut().enumerate().take(rows.end).skip(r) {
+                for r in r..rows.end {
                     // SAFETY: as above.
                     let [v] = unsafe { W::dot(col, [row(r)]) };
-                    *out = v;
+                    put(r, c, v);
                 }
             }
         }
     };
+    let tasks = n.div_ceil(COLS);
     if parallel {
-        out_t.par_chunks_mut(COLS * m).enumerate().for_each(task);
+        (0..tasks).into_par_iter().for_each(task);
     } else {
-        out_t.chunks_mut(COLS * m).enumerate().for_each(task);
-    }
-    if m == 1 {
-        return Some(out_t);
-    }
-    let mut out = vec![0f32; m * n];
-    let gather = |(r, row): (usize, &mut [f32])| {
-        for (c, v) in row.iter_mut().enumerate() {
-            *v = out_t[c * m + r];
-        }
-    };
-    if parallel {
-        out.par_chunks_mut(n).enumerate().for_each(gather);
-    } else {
-        out.chunks_mut(n).enumerate().for_each(gather);
+        (0..tasks).for_each(task);
     }
     Some(out)
+}
+
+/// The output of [`matmul`], shared by its tasks, which write disjoint columns.
+#[derive(Clone, Copy)]
+struct Output(*mut f32);
+// SAFETY: the tasks write disjoint entries (see `put` in `matmul`).
+unsafe impl Send for Output {}
+// SAFETY: as above.
+unsafe impl Sync for Output {}
+
+impl Output {
+    /// # Safety
+    /// `i` is inside the output, and no other task writes entry `i`.
+    unsafe fn write(&self, i: usize, v: f32) {
+        // SAFETY: the caller's promise.
+        unsafe { self.0.add(i).write(v) }
+    }
 }
 
 #[cfg(test)]
