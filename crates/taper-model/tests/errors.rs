@@ -321,3 +321,43 @@ fn fixture_bytes() -> &'static Vec<u8> {
         std::fs::read(p).unwrap()
     })
 }
+
+/// A file whose writer packed the tensor data without alignment (`general.alignment`
+/// 1, legal GGUF) loads, with the misaligned blocks copied into aligned memory, and
+/// computes exactly what the aligned file does.
+#[test]
+fn misaligned_tensor_data_loads_and_computes_the_same() {
+    let d = tempfile::tempdir().unwrap();
+    for quant in [Quant::Pure(TensorType::Q8_0), Quant::Pure(TensorType::Q4K)] {
+        let aligned = tiny_gguf(d.path(), quant);
+        let packed = d.path().join("packed.gguf");
+        // A padding key of 0-3 bytes moves the data section off a multiple of 4.
+        let misaligned = (0..4).find_map(|pad| {
+            rewrite_gguf(&aligned, &packed, |m| {
+                m.retain(|(k, _)| k != "general.alignment");
+                m.push(("general.alignment".into(), gguf::Value::U32(1)));
+                m.push(("test.pad".into(), gguf::Value::String("x".repeat(pad))));
+            });
+            let bytes = std::fs::read(&packed).unwrap();
+            let h = GgufHeader::read(&bytes[..], bytes.len() as u64).unwrap();
+            (h.tensors
+                .iter()
+                .any(|t| t.kind == TensorType::Q8_0 || t.kind == TensorType::Q4K)
+                && !h.data_offset.is_multiple_of(4))
+            .then_some(())
+        });
+        assert!(
+            misaligned.is_some(),
+            "{quant:?}: no padding misaligned the data"
+        );
+        let tokens = [1, 2, 3, 4, 5];
+        let logits = |p: &Path| {
+            let m = load(p).unwrap();
+            let mut c = m.new_cache(CacheOptions::new().context(8)).unwrap();
+            m.forward(&tokens, &mut c, LogitsFor::All)
+                .unwrap()
+                .into_vec()
+        };
+        assert_eq!(logits(&aligned), logits(&packed), "{quant:?}");
+    }
+}
