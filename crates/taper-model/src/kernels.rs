@@ -905,39 +905,57 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn q6k_products_match_candle_and_the_reference() {
-        let mut rng = Rng(5);
-        for blocks in [1, 2, 3, 16, 17] {
-            let k = blocks * QK_K;
-            let x = random_q6k(&mut rng, blocks);
+    /// Our kernel for `W` against the plain `reference` and candle's `vec_dot` for
+    /// the same block layout `C`, on random blocks of each count, then whole
+    /// products (serial and parallel) at sizes with row and column tails.
+    fn check_kernel<W: QuantDot, C: GgmlType>(
+        rng: &mut Rng,
+        random: fn(&mut Rng, usize) -> Vec<W>,
+        reference: fn(&[W], &[W::Act]) -> f32,
+        block_counts: &[usize],
+    ) {
+        assert_eq!(std::mem::size_of::<W>(), std::mem::size_of::<C>());
+        for &blocks in block_counts {
+            let k = blocks * W::BLOCK;
+            let x = random(rng, blocks);
             let a: Vec<f32> = (0..k).map(|_| rng.f32() * 4.0).collect();
-            let ours: Vec<Q8K> = a.chunks_exact(QK_K).map(Q8K::quantize).collect();
-            let mut theirs = vec![BlockQ8K::zeros(); blocks];
-            BlockQ8K::from_float(&a, &mut theirs);
-            // SAFETY: both are ggml's block_q6_K, repr(C) with the same fields; any
-            // bytes are a valid block, and `align_to` checks the alignment.
-            let (head, xc, tail) = unsafe { x.align_to::<BlockQ6K>() };
+            let ours: Vec<W::Act> = a.chunks_exact(W::BLOCK).map(W::quantize).collect();
+            let mut theirs = vec![C::VecDotType::zeros(); k / C::VecDotType::BLCK_SIZE];
+            C::VecDotType::from_float(&a, &mut theirs);
+            // SAFETY: both are ggml's layout of the block, repr(C) with the same
+            // fields (sizes checked above); any bytes are a valid block, and
+            // `align_to` checks the alignment.
+            let (head, xc, tail) = unsafe { x.align_to::<C>() };
             assert!(head.is_empty() && tail.is_empty());
-            let want = BlockQ6K::vec_dot(k, xc, &theirs);
-            let reference = dot_q6k_portable(&x, &ours);
+            let want = C::vec_dot(k, xc, &theirs);
+            let plain = reference(&x, &ours);
             let scale = want.abs() + 1.0;
             assert!(
-                close(reference, want, scale),
-                "k {k}: reference {reference}, candle {want}"
+                close(plain, want, scale),
+                "k {k}: reference {plain}, candle {want}"
             );
             for (m, n) in [(1, 1), (2, 33), (67, 5)] {
-                let w: Vec<Q6K> = (0..n).flat_map(|_| random_q6k(&mut rng, blocks)).collect();
+                let w: Vec<W> = (0..n).flat_map(|_| random(rng, blocks)).collect();
                 let lhs: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
                 for parallel in [false, true] {
                     let Some(got) = matmul(&lhs, (m, k, n), &w, parallel) else {
                         assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
                         continue;
                     };
-                    check_product(&lhs, (m, k, n), &w, &got, dot_q6k_portable);
+                    check_product(&lhs, (m, k, n), &w, &got, reference);
                 }
             }
         }
+    }
+
+    #[test]
+    fn q6k_products_match_candle_and_the_reference() {
+        check_kernel::<Q6K, BlockQ6K>(
+            &mut Rng(5),
+            random_q6k,
+            dot_q6k_portable,
+            &[1, 2, 3, 16, 17],
+        );
     }
 
     fn random_q8_0(rng: &mut Rng, n: usize) -> Vec<Q8_0> {
@@ -955,34 +973,11 @@ mod tests {
 
     #[test]
     fn q8_0_products_match_candle_and_the_reference() {
-        let mut rng = Rng(11);
-        for blocks in [1, 2, 3, 31, 128] {
-            let k = blocks * 32;
-            let x = random_q8_0(&mut rng, blocks);
-            let a: Vec<f32> = (0..k).map(|_| rng.f32() * 3.0).collect();
-            let ours: Vec<Q8_0Act> = a.chunks_exact(32).map(Q8_0::quantize).collect();
-            let mut theirs = vec![BlockQ8_0::zeros(); blocks];
-            BlockQ8_0::from_float(&a, &mut theirs);
-            // SAFETY: both are ggml's block_q8_0, repr(C) with the same fields; any
-            // bytes are a valid block, and `align_to` checks the alignment.
-            let (head, xc, tail) = unsafe { x.align_to::<BlockQ8_0>() };
-            assert!(head.is_empty() && tail.is_empty());
-            let want = BlockQ8_0::vec_dot(k, xc, &theirs);
-            let reference = dot_q8_0_portable(&x, &ours);
-            let scale = want.abs() + 1.0;
-            assert!(
-                close(reference, want, scale),
-                "k {k}: reference {reference}, candle {want}"
-            );
-            for (m, n) in [(1, 1), (2, 9), (67, 5)] {
-                let w: Vec<Q8_0> = (0..n).flat_map(|_| random_q8_0(&mut rng, blocks)).collect();
-                let lhs: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
-                let Some(got) = matmul(&lhs, (m, k, n), &w, true) else {
-                    assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
-                    continue;
-                };
-                check_product(&lhs, (m, k, n), &w, &got, dot_q8_0_portable);
-            }
-        }
+        check_kernel::<Q8_0, BlockQ8_0>(
+            &mut Rng(11),
+            random_q8_0,
+            dot_q8_0_portable,
+            &[1, 2, 3, 31, 128],
+        );
     }
 }
