@@ -129,17 +129,28 @@ pub(crate) trait QuantDot: Copy + Send + Sync + Sized {
     unsafe fn dot<const R: usize>(x: &[Self], y: [&[Self::Act]; R]) -> [f32; R];
 }
 
-impl QuantDot for Q4K {
-    type Act = Q8K;
-    const BLOCK: usize = QK_K;
-    fn quantize(x: &[f32]) -> Q8K {
-        Q8K::quantize(x)
-    }
-    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Q8K]; R]) -> [f32; R] {
-        // SAFETY: the caller's promise.
-        unsafe { dot_simd_q4k(x, y) }
-    }
+/// Implements [`QuantDot`] for a weight block type: its activation block, weights
+/// per block, the activations' quantizer and the AVX-512 kernel in `avx512`.
+macro_rules! quant_dot {
+    ($block:ty, $act:ty, $n:expr, $quantize:path, $kernel:ident) => {
+        impl QuantDot for $block {
+            type Act = $act;
+            const BLOCK: usize = $n;
+            fn quantize(x: &[f32]) -> $act {
+                $quantize(x)
+            }
+            unsafe fn dot<const R: usize>(x: &[Self], y: [&[$act]; R]) -> [f32; R] {
+                // SAFETY: the caller's promise.
+                #[cfg(target_arch = "x86_64")]
+                return unsafe { avx512::$kernel(x, y) };
+                #[cfg(not(target_arch = "x86_64"))]
+                unreachable!("avx512() is false off x86_64, so no kernel is called")
+            }
+        }
+    };
 }
+
+quant_dot!(Q4K, Q8K, QK_K, Q8K::quantize, dot_q4k);
 
 /// A Q6_K block as stored (ggml's `block_q6_K`: 210 bytes): per weight 4 low bits
 /// in `ql` and 2 high bits in `qh`, stored plus 32; one signed scale per 16.
@@ -153,17 +164,7 @@ pub(crate) struct Q6K {
 }
 const _: () = assert!(std::mem::size_of::<Q6K>() == 210);
 
-impl QuantDot for Q6K {
-    type Act = Q8K;
-    const BLOCK: usize = QK_K;
-    fn quantize(x: &[f32]) -> Q8K {
-        Q8K::quantize(x)
-    }
-    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Q8K]; R]) -> [f32; R] {
-        // SAFETY: the caller's promise.
-        unsafe { dot_simd_q6k(x, y) }
-    }
-}
+quant_dot!(Q6K, Q8K, QK_K, Q8K::quantize, dot_q6k);
 
 /// Plain Rust, weight by weight as ggml's `dequantize_row_q6_K` lays them out: the
 /// reference the Q6_K kernel is tested against.
@@ -208,12 +209,10 @@ pub(crate) struct Q8_0Act {
     qs: [u8; 32],
 }
 
-impl QuantDot for Q8_0 {
-    type Act = Q8_0Act;
-    const BLOCK: usize = 32;
+impl Q8_0Act {
     /// As candle's `BlockQ8_0::from_float`: `d = amax / 127`, stored as f16; the
     /// quants (-127..=127) then biased by 128.
-    fn quantize(x: &[f32]) -> Q8_0Act {
+    fn quantize(x: &[f32]) -> Self {
         let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
         let d = amax / 127.0;
         let id = if d != 0.0 { 1.0 / d } else { 0.0 };
@@ -221,16 +220,14 @@ impl QuantDot for Q8_0 {
         for (q, &v) in qs.iter_mut().zip(x) {
             *q = ((v * id).round() as i8 as i16 + 128) as u8;
         }
-        Q8_0Act {
+        Self {
             d: half::f16::from_f32(d).to_f32(),
             qs,
         }
     }
-    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Q8_0Act]; R]) -> [f32; R] {
-        // SAFETY: the caller's promise.
-        unsafe { dot_simd_q8_0(x, y) }
-    }
 }
+
+quant_dot!(Q8_0, Q8_0Act, 32, Q8_0Act::quantize, dot_q8_0);
 
 /// Plain Rust: the reference the Q8_0 kernel is tested against.
 #[cfg(test)]
@@ -572,27 +569,6 @@ mod avx512 {
         let s = _mm_add_ss(s, _mm_movehdup_ps(s));
         _mm_cvtss_f32(s)
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-use avx512::{dot_q4k as dot_simd_q4k, dot_q6k as dot_simd_q6k, dot_q8_0 as dot_simd_q8_0};
-
-/// Off x86_64 `avx512()` is false, so this is never called.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn dot_simd_q4k<const R: usize>(_: &[Q4K], _: [&[Q8K]; R]) -> [f32; R] {
-    unreachable!("avx512() is false off x86_64")
-}
-
-/// Off x86_64 `avx512()` is false, so this is never called.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn dot_simd_q6k<const R: usize>(_: &[Q6K], _: [&[Q8K]; R]) -> [f32; R] {
-    unreachable!("avx512() is false off x86_64")
-}
-
-/// Off x86_64 `avx512()` is false, so this is never called.
-#[cfg(not(target_arch = "x86_64"))]
-unsafe fn dot_simd_q8_0<const R: usize>(_: &[Q8_0], _: [&[Q8_0Act]; R]) -> [f32; R] {
-    unreachable!("avx512() is false off x86_64")
 }
 
 /// Whether this CPU runs our AVX-512 kernel (checked once).

@@ -466,15 +466,14 @@ fn bytes_to_tensor(
     }
 }
 
-/// Maps a whole file read-only.
-fn map_file(path: &Path) -> Result<(File, Arc<Mmap>)> {
-    let file = File::open(path).map_err(|e| Error::io(path, e))?;
+/// Maps the whole of an open file (`path` names it in errors) read-only.
+fn map_file(file: &File, path: &Path) -> Result<Arc<Mmap>> {
     // SAFETY: the map is read-only and private to this process; as with every
     // memory-mapped model loader (llama.cpp's included), the file must not be
     // truncated or rewritten while the model is loaded, which `Model::load`
     // documents.
-    let map = unsafe { Mmap::map(&file) }.map_err(|e| Error::io(path, e))?;
-    Ok((file, Arc::new(map)))
+    let map = unsafe { Mmap::map(file) }.map_err(|e| Error::io(path, e))?;
+    Ok(Arc::new(map))
 }
 
 /// The bytes of `[offset, offset + len)` of `map`, faulted in now (where the kernel
@@ -516,7 +515,7 @@ impl GgufSource {
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let header = GgufHeader::read(std::io::BufReader::with_capacity(1 << 20, &file), len)?;
-        let (_, map) = map_file(path)?;
+        let map = map_file(&file, path)?;
         Ok(Self {
             path: path.to_owned(),
             header,
@@ -732,8 +731,7 @@ impl SafetensorsSource {
                     },
                 );
             }
-            drop(file);
-            let (_, map) = map_file(&path)?;
+            let map = map_file(&file, &path)?;
             files.push((path, map));
         }
         Ok(Self { files, entries })
@@ -807,7 +805,6 @@ fn product<T: GgmlType>(
     /// matrix times one vector).
     const SMALL_PRODUCT: usize = 1 << 20;
 
-    let rhs = q.blocks::<T>();
     let parallel = m * n * k > SMALL_PRODUCT;
     // SAFETY (of the casts): kernels' block types have the layout of candle's.
     let ours = match T::DTYPE {
@@ -819,6 +816,7 @@ fn product<T: GgmlType>(
     if let Some(out) = ours {
         return Ok(out);
     }
+    let rhs = q.blocks::<T>();
     let mut dst = vec![0f32; m * n];
     if m * n * k <= SMALL_PRODUCT {
         // The calling thread alone: waking candle's worker pool and waiting at its
