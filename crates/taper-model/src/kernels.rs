@@ -1,5 +1,8 @@
 //! Quantized matrix products with our own SIMD kernels (AVX-512 VNNI, detected at
 //! run time): Q4_K, Q6_K and Q8_0 weights times activations quantized to 8 bits.
+//! Q6_K and Q8_0 are read as stored; Q4_K is interleaved at load into groups of 16
+//! columns ([`Q4KX16`], the idea of llama.cpp's `block_q4_Kx8` repacking, our own
+//! layout), so that one pass computes 16 columns on the lanes of a register.
 //!
 //! The block layouts are ggml's (`ggml-common.h`: `block_q4_K`, `block_q6_K`,
 //! `block_q8_K`, `block_q8_0`), as GGUF files store them, and so is the arithmetic
@@ -32,16 +35,16 @@ pub(crate) struct Q4K {
 const _: () = assert!(std::mem::size_of::<Q4K>() == 144);
 
 /// Activations of one super-block quantized to 8 bits (ggml's `block_q8_K`, plus
-/// the sums of its eight sub-blocks in f32).
+/// the sums of its eight 32-value sub-blocks).
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub(crate) struct Q8K {
     d: f32,
     qs: [i8; QK_K],
     bsums: [i16; QK_K / 16],
-    /// Each 32-value sub-block's sum in f32 (`d` times its two `bsums`), for the
-    /// Q4_K mins, which then cost one multiply-add per block and row.
-    sums: [f32; QK_K / 32],
+    /// Each 32-value sub-block's sum (its two `bsums`; at most 32 * 127), for the
+    /// Q4_K mins.
+    sub_sums: [i16; QK_K / 32],
 }
 
 impl Q8K {
@@ -49,13 +52,13 @@ impl Q8K {
         d: 0.0,
         qs: [0; QK_K],
         bsums: [0; QK_K / 16],
-        sums: [0.0; QK_K / 32],
+        sub_sums: [0; QK_K / 32],
     };
 
-    /// Sets `sums` from `d` and `bsums`.
+    /// Sets `sub_sums` from `bsums`.
     fn with_sums(mut self) -> Self {
-        for (j, s) in self.sums.iter_mut().enumerate() {
-            *s = self.d * (self.bsums[2 * j] as i32 + self.bsums[2 * j + 1] as i32) as f32;
+        for (j, s) in self.sub_sums.iter_mut().enumerate() {
+            *s = self.bsums[2 * j] + self.bsums[2 * j + 1];
         }
         self
     }
@@ -97,7 +100,6 @@ impl Q8K {
 }
 
 /// The eight 6-bit scales and mins of a Q4_K block (ggml's `get_scale_min_k4`).
-#[cfg(test)]
 fn scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
     let mut sc = [0u8; 8];
     let mut mn = [0u8; 8];
@@ -116,30 +118,37 @@ fn scales_mins(s: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
 pub(crate) trait QuantDot: Copy + Send + Sync + Sized {
     /// The activations' block, quantized from f32.
     type Act: Copy + Send + Sync;
-    /// Weights (and activations) per block.
+    /// Weights (and activations) per block along the inner dimension.
     const BLOCK: usize;
+    /// Output columns a block holds: 1, or more for blocks interleaved at load.
+    const WIDTH: usize;
+    /// One dot product per column of a block: `[f32; WIDTH]`.
+    type Out: AsRef<[f32]>;
     /// Quantizes `BLOCK` activations.
     fn quantize(x: &[f32]) -> Self::Act;
-    /// `<x, y[r]>` for `R` activation rows of `x.len()` blocks each, each weight
-    /// block unpacked once for all of them.
+    /// `<x, y[r]>` for `R` activation rows of `x.len()` blocks each (one result
+    /// per column of the blocks), each weight block unpacked once for all rows.
     ///
     /// # Safety
     /// The CPU must have the features [`avx512`] checks; every row has `x.len()`
     /// blocks.
-    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Self::Act]; R]) -> [f32; R];
+    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Self::Act]; R]) -> [Self::Out; R];
 }
 
 /// Implements [`QuantDot`] for a weight block type: its activation block, weights
-/// per block, the activations' quantizer and the AVX-512 kernel in `avx512`.
+/// per block, columns per block, the activations' quantizer and the AVX-512 kernel
+/// in `avx512`.
 macro_rules! quant_dot {
-    ($block:ty, $act:ty, $n:expr, $quantize:path, $kernel:ident) => {
+    ($block:ty, $act:ty, $n:expr, $width:expr, $quantize:path, $kernel:ident) => {
         impl QuantDot for $block {
             type Act = $act;
             const BLOCK: usize = $n;
+            const WIDTH: usize = $width;
+            type Out = [f32; $width];
             fn quantize(x: &[f32]) -> $act {
                 $quantize(x)
             }
-            unsafe fn dot<const R: usize>(x: &[Self], y: [&[$act]; R]) -> [f32; R] {
+            unsafe fn dot<const R: usize>(x: &[Self], y: [&[$act]; R]) -> [[f32; $width]; R] {
                 // SAFETY: the caller's promise.
                 #[cfg(target_arch = "x86_64")]
                 return unsafe { avx512::$kernel(x, y) };
@@ -150,7 +159,91 @@ macro_rules! quant_dot {
     };
 }
 
-quant_dot!(Q4K, Q8K, QK_K, Q8K::quantize, dot_q4k);
+/// Columns of a [`Q4KX16`].
+const LANES: usize = 16;
+
+/// One super-block (256 inputs) of 16 columns' Q4_K weights, interleaved at load so
+/// that the kernel computes the 16 columns side by side on the 16 lanes of a
+/// register: each 4-byte group of activations, broadcast to all lanes, meets 4
+/// weights of every column in one `vpdpbusd`. The same bytes as the 16 blocks it
+/// comes from (2304), plus the scales and mins unpacked to a byte each (64 more).
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub(crate) struct Q4KX16 {
+    /// Each column's `d` (f16 bits).
+    d: [u16; LANES],
+    /// Each column's `dmin` (f16 bits).
+    dmin: [u16; LANES],
+    /// `scales[16 j + c]`: column `c`'s scale of sub-block `j` (32 weights).
+    scales: [u8; 8 * LANES],
+    /// `mins[32 p + 2 c + e]`: column `c`'s min of sub-block `2 p + e`, so that
+    /// pairs of sub-blocks meet pairs of activation sums in `vpdpwssd`.
+    mins: [u8; 8 * LANES],
+    /// 64-byte groups: group `g` holds tile `2 g` in its low nibbles and tile
+    /// `2 g + 1` in its high ones; byte `4 c + i` of tile `t` is column `c`'s weight
+    /// `4 t + i`.
+    qs: [u8; QK_K / 2 * LANES],
+}
+const _: () = assert!(std::mem::size_of::<Q4KX16>() == 2368);
+
+impl Q4KX16 {
+    /// Bytes of one group (the same as its 16 source blocks, plus 64).
+    pub(crate) const BYTES: usize = std::mem::size_of::<Self>();
+
+    /// Groups that hold a matrix of `n` rows (output columns) of `k` weights.
+    pub(crate) fn count(n: usize, k: usize) -> usize {
+        n.div_ceil(LANES) * (k / QK_K)
+    }
+
+    /// Interleaves into `self` one block of each of 16 columns, `col(c)`; missing
+    /// columns are zero (their products are zero).
+    fn interleave<'a>(&mut self, col: impl Fn(usize) -> Option<&'a Q4K>) {
+        for c in 0..LANES {
+            let Some(x) = col(c) else {
+                self.d[c] = 0;
+                self.dmin[c] = 0;
+                continue;
+            };
+            self.d[c] = x.d;
+            self.dmin[c] = x.dmin;
+            let (sc, mn) = scales_mins(&x.scales);
+            for j in 0..8 {
+                self.scales[16 * j + c] = sc[j];
+                self.mins[32 * (j / 2) + 2 * c + j % 2] = mn[j];
+            }
+            // Weight w of a Q4_K block is nibble (w % 64) / 32 of byte
+            // 32 (w / 64) + w % 32 (ggml's `dequantize_row_q4_K`). Tiles 2g and
+            // 2g + 1 hold weights 8g .. 8g + 8: eight consecutive bytes, one nibble
+            // half.
+            for g in 0..QK_K / 8 {
+                let w = 8 * g;
+                let src = 32 * (w / 64) + w % 32;
+                let bytes: [u8; 8] = std::array::from_fn(|i| x.qs[src + i]);
+                let v =
+                    (u64::from_le_bytes(bytes) >> (4 * ((w % 64) / 32))) & 0x0f0f_0f0f_0f0f_0f0f;
+                let tiles = (v as u32) | ((v >> 32) as u32) << 4;
+                self.qs[64 * g + 4 * c..64 * g + 4 * c + 4].copy_from_slice(&tiles.to_le_bytes());
+            }
+        }
+    }
+}
+
+/// Interleaves a Q4_K matrix of `n` rows (output columns) of `blocks.len() / n`
+/// blocks each into `out`, groups of 16 rows: group `g`'s blocks come one per
+/// super-block, at `g * per_row ..`, the last group padded with zero columns.
+/// `out` holds `n.div_ceil(16) * per_row` groups.
+pub(crate) fn interleave_q4k(blocks: &[Q4K], n: usize, out: &mut [Q4KX16]) {
+    let per_row = blocks.len() / n.max(1);
+    out.par_iter_mut().enumerate().for_each(|(i, out)| {
+        let (g, b) = (i / per_row, i % per_row);
+        out.interleave(|c| {
+            let c = LANES * g + c;
+            (c < n).then(|| &blocks[c * per_row + b])
+        });
+    });
+}
+
+quant_dot!(Q4KX16, Q8K, QK_K, LANES, Q8K::quantize, dot_q4k_x16);
 
 /// A Q6_K block as stored (ggml's `block_q6_K`: 210 bytes): per weight 4 low bits
 /// in `ql` and 2 high bits in `qh`, stored plus 32; one signed scale per 16.
@@ -164,7 +257,7 @@ pub(crate) struct Q6K {
 }
 const _: () = assert!(std::mem::size_of::<Q6K>() == 210);
 
-quant_dot!(Q6K, Q8K, QK_K, Q8K::quantize, dot_q6k);
+quant_dot!(Q6K, Q8K, QK_K, 1, Q8K::quantize, dot_q6k);
 
 /// Plain Rust, weight by weight as ggml's `dequantize_row_q6_K` lays them out: the
 /// reference the Q6_K kernel is tested against.
@@ -227,7 +320,7 @@ impl Q8_0Act {
     }
 }
 
-quant_dot!(Q8_0, Q8_0Act, 32, Q8_0Act::quantize, dot_q8_0);
+quant_dot!(Q8_0, Q8_0Act, 32, 1, Q8_0Act::quantize, dot_q8_0);
 
 /// Plain Rust: the reference the Q8_0 kernel is tested against.
 #[cfg(test)]
@@ -279,35 +372,8 @@ fn dot_q4k_portable(x: &[Q4K], y: &[Q8K]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{Q4K, Q6K, Q8_0, Q8_0Act, Q8K, QK_K};
+    use super::{LANES, Q4KX16, Q6K, Q8_0, Q8_0Act, Q8K, QK_K};
     use std::arch::x86_64::*;
-
-    /// The scales (bytes 0-7) and mins (bytes 8-15) of a Q4_K block, unpacked on
-    /// 32-bit lanes with ggml's word-wise bit operations (the values of
-    /// `scales_mins`). The load takes 16 bytes at the scales: their 12 and the
-    /// first 4 of the nibbles, which are ignored.
-    #[target_feature(enable = "avx512f,avx512vl,avx2")]
-    pub(super) fn scales_mins_packed(x: &Q4K) -> __m128i {
-        const K1: i32 = 0x3f3f_3f3f;
-        const K2: i32 = 0x0f0f_0f0f;
-        const K3: i32 = 0x0303_0303;
-        // SAFETY: bytes 4..20 of the 144-byte block, through a pointer to the whole
-        // block.
-        let v = unsafe { _mm_loadu_si128((x as *const Q4K).cast::<u8>().add(4).cast()) };
-        // Words a, b, c of the scales: [a, c, b, c >> 4] masked, then bits 6-7 of a
-        // and b moved into lanes 1 and 3.
-        let u = _mm_srlv_epi32(
-            _mm_shuffle_epi32::<0b10_01_10_00>(v),
-            _mm_set_epi32(4, 0, 0, 0),
-        );
-        let low = _mm_and_si128(u, _mm_set_epi32(K2, K1, K2, K1));
-        let t = _mm_and_si128(
-            _mm_srli_epi32::<6>(_mm_shuffle_epi32::<0b01_00_00_00>(v)),
-            _mm_set1_epi32(K3),
-        );
-        let high = _mm_and_si128(_mm_slli_epi32::<4>(t), _mm_set_epi32(-1, 0, -1, 0));
-        _mm_or_si128(low, high)
-    }
 
     /// Lane `i` of 32 16-bit lanes picks element `first + i / per` of a vector.
     #[target_feature(enable = "avx512f")]
@@ -320,65 +386,81 @@ mod avx512 {
         unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
     }
 
-    /// One 64-weight chunk at a time: its 32 bytes of nibbles, broadcast to both
-    /// halves of a register and shifted by 0 or 4, give the 64 weights in the order
-    /// of 64 consecutive activations (the chunk's first sub-block, then its second).
-    /// `vpmaddubsw` (unsigned weights times signed activations, pairs summed to 16
-    /// bits: at most 2 * 15 * 128, no saturation) then `vpmaddwd` with the
-    /// sub-block's scale gives 32-bit sums; the float scale is applied once per
-    /// block, the mins through the activations' sub-block sums. Each weight block is
-    /// unpacked once for the `R` activation rows (prefill), so that work is shared.
+    /// Sixteen columns side by side, one per 32-bit lane. Per sub-block of 32
+    /// inputs: four 64-byte loads give its eight tiles of unsigned weights, and each
+    /// tile meets its 4 activations, broadcast to every lane, in one `vpdpbusd` (4
+    /// products of at most 15 * 128 summed into 32 bits); the sub-block's sums are
+    /// multiplied by the columns' scales in 32 bits (at most 8 * 63 * 32 * 15 * 128
+    /// in all), and the float scales `d` come once per super-block. The mins meet
+    /// the activations' sub-block sums in `vpdpwssd`. Each super-block's weights are
+    /// unpacked once for the `R` activation rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q4k<const R: usize>(x: &[Q4K], y: [&[Q8K]; R]) -> [f32; R] {
+    pub(super) unsafe fn dot_q4k_x16<const R: usize>(
+        x: &[Q4KX16],
+        y: [&[Q8K]; R],
+    ) -> [[f32; LANES]; R] {
         let nibble = _mm512_set1_epi8(0x0f);
-        let shift = _mm512_inserti64x4::<1>(_mm512_setzero_si512(), _mm256_set1_epi16(4));
-        let pick = [spread(0, 16), spread(2, 16), spread(4, 16), spread(6, 16)];
         let mut acc = [_mm512_setzero_ps(); R];
-        let mut acc_min = [_mm256_setzero_ps(); R];
-        // SAFETY: every load reads inside a block (32 bytes at 32c of the 128 nibble
-        // bytes, 64 at 64c of the 256 activations, the 8 sub-block sums) or a local
-        // array, and the caller passes rows of `x.len()` blocks; the features are the
+        // SAFETY: every load reads inside a block (16 scales at 16j, 64 bytes at
+        // 64g of the 2048 weight bytes, 32 mins at 32p, the 16 d and dmin) or an
+        // activation block (4 bytes at 32j + 4t of its 256, 2 sums at 2p of its 8),
+        // and the caller passes rows of `x.len()` blocks; the features are the
         // caller's promise.
         for (b, x) in x.iter().enumerate() {
             unsafe {
-                let packed = scales_mins_packed(x);
-                let sm = _mm256_cvtepu8_epi16(packed);
-                let sm512 = _mm512_castsi256_si512(sm);
-                let mut w = [_mm512_setzero_si512(); 4];
-                let mut sc = [_mm512_setzero_si512(); 4];
-                for c in 0..4 {
-                    let q = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                        x.qs.as_ptr().add(32 * c).cast(),
-                    ));
-                    w[c] = _mm512_and_si512(_mm512_srlv_epi16(q, shift), nibble);
-                    sc[c] = _mm512_permutexvar_epi16(pick[c], sm512);
+                let mut sums = [_mm512_setzero_si512(); R];
+                for j in 0..8 {
+                    let sc =
+                        _mm512_cvtepu8_epi32(_mm_loadu_si128(x.scales.as_ptr().add(16 * j).cast()));
+                    let mut w = [_mm512_setzero_si512(); 8];
+                    for g in 0..4 {
+                        let q = _mm512_loadu_si512(x.qs.as_ptr().add(64 * (4 * j + g)).cast());
+                        w[2 * g] = _mm512_and_si512(q, nibble);
+                        w[2 * g + 1] = _mm512_and_si512(_mm512_srli_epi16::<4>(q), nibble);
+                    }
+                    for r in 0..R {
+                        let a = y[r].get_unchecked(b).qs.as_ptr().add(32 * j);
+                        // Two chains, so one row alone (decode) is not bound by
+                        // their latency.
+                        let mut s = [_mm512_setzero_si512(); 2];
+                        for (t, w) in w.iter().enumerate() {
+                            let a = _mm512_set1_epi32(a.add(4 * t).cast::<i32>().read_unaligned());
+                            s[t % 2] = _mm512_dpbusd_epi32(s[t % 2], *w, a);
+                        }
+                        let s = _mm512_add_epi32(s[0], s[1]);
+                        sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(s, sc));
+                    }
                 }
-                let (d, dmin) = (f16_to_f32(x.d), f16_to_f32(x.dmin));
-                // dmin * min[j], against each row's sub-block sums.
-                let mins = _mm256_mul_ps(
-                    _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(packed))),
-                    _mm256_set1_ps(dmin),
-                );
+                let d = _mm512_cvtph_ps(_mm256_loadu_si256(x.d.as_ptr().cast()));
+                let dmin = _mm512_cvtph_ps(_mm256_loadu_si256(x.dmin.as_ptr().cast()));
+                let mins: [__m512i; 4] = std::array::from_fn(|p| {
+                    _mm512_cvtepu8_epi16(_mm256_loadu_si256(x.mins.as_ptr().add(32 * p).cast()))
+                });
                 for r in 0..R {
                     let y = y[r].get_unchecked(b);
-                    // Two chains, so one row alone (decode) is not bound by their
-                    // latency.
-                    let mut sums = [_mm512_setzero_si512(); 2];
-                    for c in 0..4 {
-                        let a = _mm512_loadu_si512(y.qs.as_ptr().add(64 * c).cast());
-                        let p = _mm512_maddubs_epi16(w[c], a);
-                        sums[c % 2] = _mm512_dpwssd_epi32(sums[c % 2], p, sc[c]);
+                    let mut m = _mm512_setzero_si512();
+                    for (p, mins) in mins.iter().enumerate() {
+                        let pair = y
+                            .sub_sums
+                            .as_ptr()
+                            .add(2 * p)
+                            .cast::<i32>()
+                            .read_unaligned();
+                        m = _mm512_dpwssd_epi32(m, *mins, _mm512_set1_epi32(pair));
                     }
-                    let sums = _mm512_add_epi32(sums[0], sums[1]);
-                    let dy = _mm512_set1_ps(d * y.d);
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), dy, acc[r]);
-                    let ysums = _mm256_loadu_ps(y.sums.as_ptr());
-                    acc_min[r] = _mm256_fmadd_ps(mins, ysums, acc_min[r]);
+                    let dy = _mm512_set1_ps(y.d);
+                    let main = _mm512_mul_ps(_mm512_cvtepi32_ps(sums[r]), d);
+                    let mins = _mm512_mul_ps(_mm512_cvtepi32_ps(m), dmin);
+                    acc[r] = _mm512_fmadd_ps(_mm512_sub_ps(main, mins), dy, acc[r]);
                 }
             }
         }
-        // SAFETY: as above.
-        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]) - unsafe { hsum256(acc_min[r]) })
+        std::array::from_fn(|r| {
+            let mut out = [0f32; LANES];
+            // SAFETY: stores the 16 floats of `out`.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc[r]) };
+            out
+        })
     }
 
     /// Half a block (128 weights) at a time: its 64 bytes of low bits give the
@@ -389,7 +471,7 @@ mod avx512 {
     /// scale per 16 weights (at most 2 * 63 * 128 per 16-bit pair), and each weight
     /// block unpacked once for the `R` activation rows.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q6k<const R: usize>(x: &[Q6K], y: [&[Q8K]; R]) -> [f32; R] {
+    pub(super) unsafe fn dot_q6k<const R: usize>(x: &[Q6K], y: [&[Q8K]; R]) -> [[f32; 1]; R] {
         let nibble = _mm512_set1_epi8(0x0f);
         let two = _mm512_set1_epi8(0x03);
         let half_shift = |lo: i16, hi: i16| {
@@ -447,7 +529,7 @@ mod avx512 {
                 }
             }
         }
-        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
+        std::array::from_fn(|r| [_mm512_reduce_add_ps(acc[r])])
     }
 
     /// Two blocks per 512-bit register. `vpdpbusd` multiplies unsigned by signed
@@ -456,7 +538,7 @@ mod avx512 {
     /// of weight blocks for the `R` activation rows. An odd last block goes alone,
     /// with the upper half zero.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q8_0<const R: usize>(x: &[Q8_0], y: [&[Q8_0Act]; R]) -> [f32; R] {
+    pub(super) unsafe fn dot_q8_0<const R: usize>(x: &[Q8_0], y: [&[Q8_0Act]; R]) -> [[f32; 1]; R] {
         let bias = _mm512_set1_epi8(-128);
         // Lanes 0-7 take the first block's scale, 8-15 the second's.
         let halves = _mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0);
@@ -495,7 +577,7 @@ mod avx512 {
                 }
             }
         }
-        std::array::from_fn(|r| _mm512_reduce_add_ps(acc[r]))
+        std::array::from_fn(|r| [_mm512_reduce_add_ps(acc[r])])
     }
 
     /// [`Q8K::quantize_plain`], 16 lanes at a time, to the same bits: the first
@@ -561,18 +643,10 @@ mod avx512 {
     fn f16_to_f32(bits: u16) -> f32 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
-
-    #[target_feature(enable = "avx2")]
-    unsafe fn hsum256(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
 }
 
-/// Whether this CPU runs our AVX-512 kernel (checked once).
-fn avx512() -> bool {
+/// Whether this CPU runs our AVX-512 kernels (checked once).
+pub(crate) fn avx512() -> bool {
     static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *HAS.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
@@ -597,16 +671,18 @@ const COLS: usize = 32;
 /// while a task's columns pass over them.
 const ROWS: usize = 64;
 
-/// `lhs [m, k] @ rhs^T` for quantized weights `rhs` of `n` rows of `k`, giving
-/// `[m, n]`, or `None` where this CPU has no kernel of ours (the caller falls back
-/// to candle's). `parallel`: spread the columns over rayon's pool.
+/// `lhs [m, k] @ rhs^T` for quantized weights `rhs` of `n` rows of `k` (in groups
+/// of `W::WIDTH` rows, the last padded), giving `[m, n]`, or `None` where this CPU
+/// has no kernel of ours (the caller falls back to candle's). `parallel`: spread
+/// the columns over rayon's pool.
 pub(crate) fn matmul<W: QuantDot>(
     lhs: &[f32],
     (m, k, n): (usize, usize, usize),
     rhs: &[W],
     parallel: bool,
 ) -> Option<Vec<f32>> {
-    if !avx512() || k % W::BLOCK != 0 || lhs.len() != m * k || rhs.len() * W::BLOCK != n * k {
+    let groups = n.div_ceil(W::WIDTH);
+    if !avx512() || k % W::BLOCK != 0 || lhs.len() != m * k || rhs.len() * W::BLOCK != groups * k {
         return None;
     }
     let blocks = k / W::BLOCK;
@@ -617,45 +693,48 @@ pub(crate) fn matmul<W: QuantDot>(
     };
     let mut out = vec![0f32; m * n];
     let dst = Output(out.as_mut_ptr());
+    let per_task = (COLS / W::WIDTH).max(1);
     let task = |t: usize| {
-        let first = t * COLS;
-        let cols = &rhs[first * blocks..(n.min(first + COLS)) * blocks];
-        // Writes `[m, n]` entry (r, c) of this task's columns.
-        let put = |r: usize, c: usize, v: f32| {
-            // SAFETY: r < m and c < n, so the entry is inside `out`, which outlives
-            // the tasks; task t alone writes columns t * COLS .. (t + 1) * COLS, so
-            // no two tasks write one entry.
-            unsafe { dst.write(r * n + c, v) }
+        let first = t * per_task;
+        let mine = &rhs[first * blocks..groups.min(first + per_task) * blocks];
+        // Writes the `[m, n]` entries of row r for this task's group g.
+        let put = |r: usize, g: usize, v: &W::Out| {
+            for (c, &v) in (g * W::WIDTH..n).zip(v.as_ref()) {
+                // SAFETY: r < m and c < n, so the entry is inside `out`, which
+                // outlives the tasks; task t alone writes the columns of groups
+                // t * per_task .. (t + 1) * per_task, so no two tasks write one entry.
+                unsafe { dst.write(r * n + c, v) }
+            }
         };
         for r0 in (0..m).step_by(ROWS) {
             let rows = r0..(r0 + ROWS).min(m);
             let row = |r: usize| &y[r * blocks..(r + 1) * blocks];
-            for (c, col) in (first..).zip(cols.chunks_exact(blocks)) {
+            for (g, group) in (first..).zip(mine.chunks_exact(blocks)) {
                 let mut r = rows.start;
                 while r + 8 <= rows.end {
                     let eight: [_; 8] = std::array::from_fn(|i| row(r + i));
                     // SAFETY: `avx512()` checked the CPU's features above; each row
-                    // has `blocks` blocks, as `col`.
-                    let v = unsafe { W::dot(col, eight) };
-                    (0..8).for_each(|i| put(r + i, c, v[i]));
+                    // has `blocks` blocks, as `group`.
+                    let v = unsafe { W::dot(group, eight) };
+                    (0..8).for_each(|i| put(r + i, g, &v[i]));
                     r += 8;
                 }
                 while r + 4 <= rows.end {
                     let four: [_; 4] = std::array::from_fn(|i| row(r + i));
                     // SAFETY: as above.
-                    let v = unsafe { W::dot(col, four) };
-                    (0..4).for_each(|i| put(r + i, c, v[i]));
+                    let v = unsafe { W::dot(group, four) };
+                    (0..4).for_each(|i| put(r + i, g, &v[i]));
                     r += 4;
                 }
                 for r in r..rows.end {
                     // SAFETY: as above.
-                    let [v] = unsafe { W::dot(col, [row(r)]) };
-                    put(r, c, v);
+                    let [v] = unsafe { W::dot(group, [row(r)]) };
+                    put(r, g, &v);
                 }
             }
         }
     };
-    let tasks = n.div_ceil(COLS);
+    let tasks = groups.div_ceil(per_task);
     if parallel {
         (0..tasks).into_par_iter().for_each(task);
     } else {
@@ -731,23 +810,23 @@ mod tests {
         (a - b).abs() <= 1e-4 * scale.max(1.0)
     }
 
-    /// Every entry of `got` (`[m, n]`) against the plain dot product of its row and
-    /// column.
-    fn check_product<W: QuantDot>(
+    /// Every entry of `got` (`[m, n]`) against `want(column, row's activations)`,
+    /// the plain dot product.
+    fn check_product<A>(
         lhs: &[f32],
         (m, k, n): (usize, usize, usize),
-        w: &[W],
+        (block, quantize): (usize, fn(&[f32]) -> A),
         got: &[f32],
-        reference: fn(&[W], &[W::Act]) -> f32,
+        want: impl Fn(usize, &[A]) -> f32,
     ) {
-        let blocks = k / W::BLOCK;
+        let blocks = k / block;
         for r in 0..m {
-            let y: Vec<W::Act> = lhs[r * k..(r + 1) * k]
-                .chunks_exact(W::BLOCK)
-                .map(W::quantize)
+            let y: Vec<A> = lhs[r * k..(r + 1) * k]
+                .chunks_exact(block)
+                .map(quantize)
                 .collect();
             for c in 0..n {
-                let want = reference(&w[c * blocks..(c + 1) * blocks], &y);
+                let want = want(c, &y);
                 let v = got[r * n + c];
                 // Blocks' terms (tens each) cancel to a sum near zero, so the float
                 // rounding grows with their count; one wrong 16-weight group moves
@@ -761,7 +840,7 @@ mod tests {
     }
 
     #[test]
-    fn dot_products_match_candle_and_the_reference() {
+    fn q4k_reference_matches_candle() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for blocks in [1, 2, 3, 16, 17] {
             let k = blocks * QK_K;
@@ -772,24 +851,33 @@ mod tests {
             BlockQ8K::from_float(&a, &mut theirs);
             let want = BlockQ4K::vec_dot(k, as_candle(&x), &theirs);
             let reference = dot_q4k_portable(&x, &ours);
-            let scale: f32 = want.abs() + 1.0;
             assert!(
-                close(reference, want, scale),
+                close(reference, want, want.abs() + 1.0),
                 "k {k}: reference {reference}, candle {want}"
             );
-            if avx512() {
-                // SAFETY: the CPU has the features the kernel needs.
-                let [simd] = unsafe { Q4K::dot(&x, [&ours]) };
-                assert!(
-                    close(simd, reference, scale),
-                    "k {k}: simd {simd}, reference {reference}"
-                );
-            }
         }
     }
 
+    /// `w` (`n` columns) interleaved into groups, over stale bytes to show that
+    /// every byte is written.
+    fn interleaved(w: &[Q4K], n: usize) -> Vec<Q4KX16> {
+        let filler = Q4KX16 {
+            d: [0x3c00; LANES],
+            dmin: [0x3c00; LANES],
+            scales: [0xff; 8 * LANES],
+            mins: [0xff; 8 * LANES],
+            qs: [0xff; QK_K / 2 * LANES],
+        };
+        let mut out = vec![filler; n.div_ceil(LANES) * (w.len() / n)];
+        interleave_q4k(w, n, &mut out);
+        out
+    }
+
+    /// The interleaved Q4_K kernel against the plain reference on the blocks it was
+    /// interleaved from: one, several and a partial group of 16 columns, one row
+    /// and the 8-, 4- and 1-row paths, serial and parallel.
     #[test]
-    fn products_match_the_reference_at_odd_sizes() {
+    fn interleaved_q4k_products_match_the_reference() {
         let mut rng = Rng(7);
         for (m, k, n) in [
             (1, 256, 1),
@@ -797,20 +885,25 @@ mod tests {
             (3, 768, 65),
             (70, 256, 40),
             (2, 4096, 97),
+            (13, 1024, 16),
         ] {
             let blocks = k / QK_K;
             let w = random_q4k(&mut rng, n * blocks);
+            let groups = interleaved(&w, n);
             let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
             for parallel in [false, true] {
-                let Some(got) = matmul(&a, (m, k, n), &w, parallel) else {
+                let Some(got) = matmul(&a, (m, k, n), &groups, parallel) else {
                     assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
                     continue;
                 };
                 assert_eq!(got.len(), m * n);
-                check_product(&a, (m, k, n), &w, &got, dot_q4k_portable);
+                check_product(&a, (m, k, n), (QK_K, Q8K::quantize), &got, |c, y| {
+                    dot_q4k_portable(&w[c * blocks..(c + 1) * blocks], y)
+                });
             }
         }
-        assert!(matmul(&[0.0; 100], (1, 100, 1), &random_q4k(&mut rng, 1), false).is_none());
+        let w = random_q4k(&mut rng, 1);
+        assert!(matmul(&[0.0; 100], (1, 100, 1), &interleaved(&w, 1), false).is_none());
     }
 
     #[test]
@@ -838,28 +931,7 @@ mod tests {
             assert_eq!(ours.d.to_bits(), plain.d.to_bits(), "case {case}");
             assert_eq!(ours.qs, plain.qs, "case {case}");
             assert_eq!(ours.bsums, plain.bsums, "case {case}");
-            assert_eq!(ours.sums, plain.sums, "case {case}");
-        }
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn packed_scales_match_the_plain_unpacking() {
-        let mut rng = Rng(3);
-        if !avx512() {
-            return;
-        }
-        for x in random_q4k(&mut rng, 1000) {
-            let (sc, mn) = scales_mins(&x.scales);
-            let mut bytes = [0u8; 16];
-            // SAFETY: the CPU has the features (checked above); the store writes the
-            // 16 bytes of `bytes`.
-            unsafe {
-                let packed = avx512::scales_mins_packed(&x);
-                std::arch::x86_64::_mm_storeu_si128(bytes.as_mut_ptr().cast(), packed);
-            }
-            assert_eq!(bytes[..8], sc, "{:?}", x.scales);
-            assert_eq!(bytes[8..], mn, "{:?}", x.scales);
+            assert_eq!(ours.sub_sums, plain.sub_sums, "case {case}");
         }
     }
 
@@ -918,7 +990,9 @@ mod tests {
                         assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
                         continue;
                     };
-                    check_product(&lhs, (m, k, n), &w, &got, reference);
+                    check_product(&lhs, (m, k, n), (W::BLOCK, W::quantize), &got, |c, y| {
+                        reference(&w[c * blocks..(c + 1) * blocks], y)
+                    });
                 }
             }
         }

@@ -242,7 +242,10 @@ impl Model {
     ///
     /// The file is memory-mapped: quantized matrices are used in place (the resident
     /// memory is the file's pages, shared with the page cache and with other
-    /// processes mapping the same file), dense tensors are converted one at a time.
+    /// processes mapping the same file), except Q4_K matrices where our AVX-512
+    /// kernels run, which are interleaved into 16-column groups at load (the same
+    /// size, in memory of their own; the file's pages are released); dense tensors
+    /// are converted one at a time.
     /// The file must not be rewritten or truncated while the model is loaded. A
     /// missing, extra or misshaped tensor is an error that names it.
     pub fn load(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Self> {

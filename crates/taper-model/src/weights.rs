@@ -1,6 +1,8 @@
 //! Where each weight lives: the tensor plan of an architecture (GGUF and Hugging
 //! Face names, shapes), and the readers that fetch tensors from GGUF or safetensors
-//! files (mapped into memory), so loading never holds a second copy of the model.
+//! files (mapped into memory), so loading never holds a second copy of the model
+//! (a Q4_K matrix interleaved for our kernels replaces the file's pages it came
+//! from).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -13,11 +15,12 @@ use candle_core::quantized::k_quants::{
 };
 use candle_core::{DType, Device, Tensor};
 use half::{bf16, f16};
-use memmap2::{Advice, Mmap, MmapMut};
+use memmap2::{Advice, Mmap, MmapMut, UncheckedAdvice};
 
 use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorInfo, TensorType};
+use crate::kernels;
 
 /// What a tensor is for, which decides how it is stored in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -195,8 +198,8 @@ pub fn gguf_row_to_hf(r: usize, rows: usize, heads: usize) -> usize {
 /// A weight as held in memory.
 #[derive(Debug, Clone)]
 pub enum Weight {
-    /// Block-quantized (Q4_0, Q8_0, Q4_K, ...), read in place from the mapped file:
-    /// matmuls run on the stored blocks.
+    /// Block-quantized (Q4_0, Q8_0, Q4_K, ...), read in place from the mapped file
+    /// (Q4_K interleaved at load where our kernels run): matmuls run on the blocks.
     Quantized(QuantMatrix),
     /// Dense f32, f16 or bf16.
     Dense(Tensor),
@@ -247,11 +250,25 @@ struct Mapped {
     map: Arc<Mmap>,
     start: usize,
     len: usize,
+    /// Whether `map` maps a file (else it is an anonymous copy).
+    file: bool,
 }
 
 impl Mapped {
     fn bytes(&self) -> &[u8] {
         &self.map[self.start..self.start + self.len]
+    }
+
+    /// The bytes as blocks of `T`, one of the block types (plain old data).
+    fn blocks<T>(&self) -> &[T] {
+        // SAFETY: the block types are plain old data (integers, f16s and f32s), so
+        // any bytes are a valid value; `align_to` only yields aligned blocks.
+        let (head, blocks, _) = unsafe { self.bytes().align_to::<T>() };
+        assert!(
+            head.is_empty(),
+            "QuantMatrix::new copies misaligned data into an aligned map"
+        );
+        blocks
     }
 
     /// A copy of `bytes` in an anonymous map, which is page-aligned.
@@ -262,7 +279,24 @@ impl Mapped {
             map: Arc::new(map.make_read_only()?),
             start: 0,
             len: bytes.len(),
+            file: false,
         })
+    }
+
+    /// Best effort: takes the range's pages out of this process's resident memory.
+    /// They stay valid: a later read brings them back from the page cache or the
+    /// file. An anonymous copy is kept, having nowhere to come back from.
+    fn release(&self) {
+        if self.file && self.len > 0 {
+            // SAFETY: the map is a shared read-only file mapping, so dropping its
+            // pages loses nothing (no private changes exist) and every slice of it
+            // stays valid, its pages read again on access. A page this range shares
+            // with a neighbour is read again too.
+            let _ = unsafe {
+                self.map
+                    .unchecked_advise_range(UncheckedAdvice::DontNeed, self.start, self.len)
+            };
+        }
     }
 }
 
@@ -270,14 +304,17 @@ impl Mapped {
 const BLOCK_ALIGN: usize = 4;
 
 /// A block-quantized matrix `[rows, cols]` read in place from the model file, so
-/// loading copies nothing and the resident memory is the file's pages. Cloning
-/// shares the data.
+/// loading copies nothing and the resident memory is the file's pages; or, for
+/// Q4_K where our kernels run, interleaved at load into groups of 16 rows (the
+/// same bytes, the file's pages released). Cloning shares the data.
 #[derive(Clone)]
 pub struct QuantMatrix {
     kind: TensorType,
     rows: usize,
     cols: usize,
     data: Mapped,
+    /// Q4_K interleaved for our kernel (`kernels::Q4KX16`), in an anonymous map.
+    interleaved: Option<Mapped>,
 }
 
 impl std::fmt::Debug for QuantMatrix {
@@ -312,19 +349,41 @@ impl QuantMatrix {
             rows,
             cols,
             data,
+            interleaved: None,
         })
+    }
+
+    /// Readies the matrix for products: where our kernels run, a Q4_K matrix is
+    /// interleaved for them (see `kernels::Q4KX16`) and the file's pages of the
+    /// original released; reading rows or dequantizing still reads the original.
+    fn for_products(mut self, name: &str) -> Result<Self> {
+        if self.kind != TensorType::Q4K || !kernels::avx512() {
+            return Ok(self);
+        }
+        let groups = kernels::Q4KX16::count(self.rows, self.cols);
+        let len = groups * kernels::Q4KX16::BYTES;
+        let mut map = MmapMut::map_anon(len.max(1)).map_err(|e| Error::io(name, e))?;
+        // Best effort: huge pages make the first touch of fresh memory much cheaper.
+        let _ = map.advise(Advice::HugePage);
+        // SAFETY: `Q4KX16` is plain old data (integers and f16 bits), so any bytes,
+        // the map's zeros included, are a valid value; `align_to_mut` only yields
+        // aligned values.
+        let (head, out, _) = unsafe { map.align_to_mut::<kernels::Q4KX16>() };
+        assert!(head.is_empty(), "anonymous maps are page-aligned");
+        kernels::interleave_q4k(self.blocks(), self.rows, &mut out[..groups]);
+        self.interleaved = Some(Mapped {
+            map: Arc::new(map.make_read_only().map_err(|e| Error::io(name, e))?),
+            start: 0,
+            len,
+            file: false,
+        });
+        self.data.release();
+        Ok(self)
     }
 
     /// The data as blocks of `T`, one of the block types (plain old data).
     fn blocks<T>(&self) -> &[T] {
-        // SAFETY: the block types are plain old data (integers, f16s and f32s), so
-        // any bytes are a valid value; `align_to` only yields aligned blocks.
-        let (head, blocks, _) = unsafe { self.data.bytes().align_to::<T>() };
-        assert!(
-            head.is_empty(),
-            "QuantMatrix::new copies misaligned data into an aligned map"
-        );
-        blocks
+        self.data.blocks()
     }
 
     /// `x @ self^T` for `x` `[m, cols]` in f32.
@@ -429,9 +488,12 @@ pub(crate) fn build_weight(
             let q = QuantMatrix::new(&plan.gguf, k, rows, cols, raw.data)?;
             Ok(Weight::Dense(q.dequantize()?.reshape(shape)?))
         }
-        (_, k) => Ok(Weight::Quantized(QuantMatrix::new(
+        (TensorRole::Embedding, k) => Ok(Weight::Quantized(QuantMatrix::new(
             &plan.gguf, k, rows, cols, raw.data,
         )?)),
+        (TensorRole::Matrix, k) => Ok(Weight::Quantized(
+            QuantMatrix::new(&plan.gguf, k, rows, cols, raw.data)?.for_products(&plan.gguf)?,
+        )),
     }
 }
 
@@ -500,6 +562,7 @@ fn mapped_range(map: &Arc<Mmap>, path: &Path, offset: u64, len: u64) -> Result<M
         map: Arc::clone(map),
         start,
         len,
+        file: true,
     })
 }
 
@@ -797,7 +860,6 @@ fn product<T: GgmlType>(
     (m, k, n): (usize, usize, usize),
     lhs: &[f32],
 ) -> Result<Vec<f32>> {
-    use crate::kernels;
     use candle_core::quantized::GgmlDType;
     use candle_core::quantized::k_quants::matmul;
 
@@ -808,7 +870,12 @@ fn product<T: GgmlType>(
     let parallel = m * n * k > SMALL_PRODUCT;
     // SAFETY (of the casts): kernels' block types have the layout of candle's.
     let ours = match T::DTYPE {
-        GgmlDType::Q4K => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q4K>(), parallel),
+        GgmlDType::Q4K => match &q.interleaved {
+            Some(groups) => {
+                kernels::matmul(lhs, (m, k, n), groups.blocks::<kernels::Q4KX16>(), parallel)
+            }
+            None => None,
+        },
         GgmlDType::Q6K => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q6K>(), parallel),
         GgmlDType::Q8_0 => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q8_0>(), parallel),
         _ => None,
@@ -879,36 +946,41 @@ mod tests {
                     Mapped::copy_of(&q.data().unwrap()).unwrap(),
                 )
                 .unwrap();
-                let same = ours.dequantize().unwrap().sub(&plain).unwrap();
-                let diff = same.abs().unwrap().max_all().unwrap();
-                assert_eq!(
-                    diff.to_scalar::<f32>().unwrap(),
-                    0.0,
-                    "{dtype:?} dequantize"
-                );
-                let ids = Tensor::new(&[n as u32 - 1, 0], &Device::Cpu).unwrap();
-                let rows = ours.rows(&ids).unwrap();
-                let want_rows = plain.index_select(&ids, 0).unwrap();
-                let diff = (rows - want_rows)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap();
-                assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dtype:?} rows");
-                let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
-                let x = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
-                let got = ours.matmul_t(&x).unwrap();
-                let want = x.matmul(&plain.t().unwrap()).unwrap();
-                let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                    // The activations are quantized to 8 bits per block on the way in: about
-                    // 0.01 of noise on these sums; a wrong kernel is off by O(1).
-                    assert!(
-                        (g - w).abs() <= 0.05 + 0.02 * w.abs(),
-                        "{dtype:?} m={m} n={n} [{i}]: {g} vs {w}"
+                // As stored, and as readied for products (Q4_K interleaved where our
+                // kernels run): rows and dequantizing read the original either way.
+                let ready = ours.clone().for_products("w").unwrap();
+                for ours in [ours, ready] {
+                    let same = ours.dequantize().unwrap().sub(&plain).unwrap();
+                    let diff = same.abs().unwrap().max_all().unwrap();
+                    assert_eq!(
+                        diff.to_scalar::<f32>().unwrap(),
+                        0.0,
+                        "{dtype:?} dequantize"
                     );
+                    let ids = Tensor::new(&[n as u32 - 1, 0], &Device::Cpu).unwrap();
+                    let rows = ours.rows(&ids).unwrap();
+                    let want_rows = plain.index_select(&ids, 0).unwrap();
+                    let diff = (rows - want_rows)
+                        .unwrap()
+                        .abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap();
+                    assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0, "{dtype:?} rows");
+                    let x: Vec<f32> = (0..m * k).map(|_| next()).collect();
+                    let x = Tensor::from_vec(x, (m, k), &Device::Cpu).unwrap();
+                    let got = ours.matmul_t(&x).unwrap();
+                    let want = x.matmul(&plain.t().unwrap()).unwrap();
+                    let got = got.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    let want = want.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        // The activations are quantized to 8 bits per block on the way in: about
+                        // 0.01 of noise on these sums; a wrong kernel is off by O(1).
+                        assert!(
+                            (g - w).abs() <= 0.05 + 0.02 * w.abs(),
+                            "{dtype:?} m={m} n={n} [{i}]: {g} vs {w}"
+                        );
+                    }
                 }
             }
         }
