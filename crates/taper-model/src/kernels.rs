@@ -1,8 +1,9 @@
 //! Quantized matrix products with our own SIMD kernels (AVX-512 VNNI, detected at
 //! run time): Q4_K, Q6_K and Q8_0 weights times activations quantized to 8 bits.
-//! Q6_K and Q8_0 are read as stored; Q4_K is interleaved at load into groups of 16
-//! columns ([`Q4KX16`], the idea of llama.cpp's `block_q4_Kx8` repacking, our own
-//! layout), so that one pass computes 16 columns on the lanes of a register.
+//! Q8_0 is read as stored; Q4_K and Q6_K are interleaved at load into groups of 16
+//! columns ([`Q4KX16`], [`Q6KX16`]: the idea of llama.cpp's `block_q4_Kx8`
+//! repacking, our own layouts), so that one pass computes 16 columns on the lanes
+//! of a register, and a decode step streams each group's bytes in order.
 //!
 //! The block layouts are ggml's (`ggml-common.h`: `block_q4_K`, `block_q6_K`,
 //! `block_q8_K`, `block_q8_0`), as GGUF files store them, and so is the arithmetic
@@ -15,8 +16,8 @@
 //! through `bsums`. A Q8_0 block is 32 weights `d * q`.
 //!
 //! Where the CPU lacks these features the caller keeps candle's kernels (AVX2 or
-//! portable). Each kernel is tested against a plain reference and against candle's
-//! own `vec_dot` on random blocks.
+//! portable) on the blocks as stored. Each kernel is tested against a plain
+//! reference, itself checked against candle's own `vec_dot`, on random blocks.
 
 use rayon::prelude::*;
 
@@ -186,17 +187,42 @@ pub(crate) struct Q4KX16 {
 }
 const _: () = assert!(std::mem::size_of::<Q4KX16>() == 2368);
 
-impl Q4KX16 {
-    /// Bytes of one group (the same as its 16 source blocks, plus 64).
-    pub(crate) const BYTES: usize = std::mem::size_of::<Self>();
-
-    /// Groups that hold a matrix of `n` rows (output columns) of `k` weights.
-    pub(crate) fn count(n: usize, k: usize) -> usize {
-        n.div_ceil(LANES) * (k / QK_K)
-    }
-
+/// Groups of 16 columns' super-blocks interleaved at load from the blocks a file
+/// stores.
+pub(crate) trait Interleaved: QuantDot {
+    /// The block type as stored.
+    type Source: Sync;
     /// Interleaves into `self` one block of each of 16 columns, `col(c)`; missing
     /// columns are zero (their products are zero).
+    fn interleave<'a>(&mut self, col: impl Fn(usize) -> Option<&'a Self::Source>)
+    where
+        Self::Source: 'a;
+}
+
+/// Groups that hold a matrix of `n` rows (output columns) of `k` weights, 16 rows
+/// and one super-block each.
+pub(crate) fn group_count(n: usize, k: usize) -> usize {
+    n.div_ceil(LANES) * (k / QK_K)
+}
+
+/// Interleaves a matrix of `n` rows (output columns) of `blocks.len() / n` blocks
+/// each into `out`, groups of 16 rows: group `g`'s blocks come one per
+/// super-block, at `g * per_row ..`, the last group padded with zero columns.
+/// `out` holds [`group_count`] groups.
+pub(crate) fn interleave<G: Interleaved>(blocks: &[G::Source], n: usize, out: &mut [G]) {
+    let per_row = blocks.len() / n.max(1);
+    out.par_iter_mut().enumerate().for_each(|(i, out)| {
+        let (g, b) = (i / per_row, i % per_row);
+        out.interleave(|c| {
+            let c = LANES * g + c;
+            (c < n).then(|| &blocks[c * per_row + b])
+        });
+    });
+}
+
+impl Interleaved for Q4KX16 {
+    type Source = Q4K;
+
     fn interleave<'a>(&mut self, col: impl Fn(usize) -> Option<&'a Q4K>) {
         for c in 0..LANES {
             let Some(x) = col(c) else {
@@ -228,21 +254,6 @@ impl Q4KX16 {
     }
 }
 
-/// Interleaves a Q4_K matrix of `n` rows (output columns) of `blocks.len() / n`
-/// blocks each into `out`, groups of 16 rows: group `g`'s blocks come one per
-/// super-block, at `g * per_row ..`, the last group padded with zero columns.
-/// `out` holds `n.div_ceil(16) * per_row` groups.
-pub(crate) fn interleave_q4k(blocks: &[Q4K], n: usize, out: &mut [Q4KX16]) {
-    let per_row = blocks.len() / n.max(1);
-    out.par_iter_mut().enumerate().for_each(|(i, out)| {
-        let (g, b) = (i / per_row, i % per_row);
-        out.interleave(|c| {
-            let c = LANES * g + c;
-            (c < n).then(|| &blocks[c * per_row + b])
-        });
-    });
-}
-
 quant_dot!(Q4KX16, Q8K, QK_K, LANES, Q8K::quantize, dot_q4k_x16);
 
 /// A Q6_K block as stored (ggml's `block_q6_K`: 210 bytes): per weight 4 low bits
@@ -257,7 +268,84 @@ pub(crate) struct Q6K {
 }
 const _: () = assert!(std::mem::size_of::<Q6K>() == 210);
 
-quant_dot!(Q6K, Q8K, QK_K, 1, Q8K::quantize, dot_q6k);
+/// One super-block (256 inputs) of 16 columns' Q6_K weights, interleaved at load as
+/// [`Q4KX16`] is, in exactly the bytes of the 16 blocks it comes from.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub(crate) struct Q6KX16 {
+    /// `scales[16 j + c]`: column `c`'s scale of weights `16 j .. 16 j + 16`.
+    scales: [i8; 16 * LANES],
+    /// The weights (stored plus 32) in 16 runs of 192 bytes, one per 16 inputs `j`,
+    /// read in order: tiles `4 j .. 4 j + 4` (byte `4 c + i` of tile `t` is column
+    /// `c`'s weight `4 t + i`). Bytes 0-63 hold bits 0-3 of tiles `4 j` (low
+    /// nibbles) and `4 j + 1` (high nibbles), bytes 64-127 those of tiles `4 j + 2`
+    /// and `4 j + 3`, bytes 128-191 bits 4-5 of all four (tile `4 j + s` at bits
+    /// `2 s, 2 s + 1`).
+    qs: [u8; 192 * 16],
+    /// Each column's `d` (f16 bits).
+    d: [u16; LANES],
+}
+// The 16 blocks' bytes, padded to whole cache lines (the 192-byte runs start on
+// one: a run split across lines streams at half the speed).
+const _: () = assert!(std::mem::size_of::<Q6KX16>() == 16 * 210 + 32);
+
+impl Interleaved for Q6KX16 {
+    type Source = Q6K;
+
+    fn interleave<'a>(&mut self, col: impl Fn(usize) -> Option<&'a Q6K>) {
+        for c in 0..LANES {
+            let Some(x) = col(c) else {
+                self.d[c] = 0;
+                continue;
+            };
+            self.d[c] = x.d;
+            for j in 0..16 {
+                self.scales[16 * j + c] = x.scales[j];
+            }
+            let q = q6k_weights(x);
+            // Four weights at a time, one per byte of a u32.
+            let four = |w: usize| u32::from_le_bytes(std::array::from_fn(|i| q[w + i]));
+            for j in 0..QK_K / 16 {
+                let run = &mut self.qs[192 * j..192 * (j + 1)];
+                let mut put = |at: usize, v: u32| {
+                    run[at + 4 * c..at + 4 * c + 4].copy_from_slice(&v.to_le_bytes())
+                };
+                for half in 0..2 {
+                    let w = 16 * j + 8 * half;
+                    put(
+                        64 * half,
+                        (four(w) & 0x0f0f_0f0f) | (four(w + 4) & 0x0f0f_0f0f) << 4,
+                    );
+                }
+                put(
+                    128,
+                    (0..4).fold(0, |b, s| {
+                        b | ((four(16 * j + 4 * s) >> 4) & 0x0303_0303) << (2 * s)
+                    }),
+                );
+            }
+        }
+    }
+}
+
+/// A Q6_K block's 256 weights (stored plus 32: 0..=63), in order (ggml's
+/// `dequantize_row_q6_K`).
+fn q6k_weights(x: &Q6K) -> [u8; QK_K] {
+    let mut q = [0u8; QK_K];
+    for h in 0..2 {
+        let (ql, qh) = (&x.ql[64 * h..], &x.qh[32 * h..]);
+        for l in 0..32 {
+            let base = 128 * h + l;
+            q[base] = (ql[l] & 15) | ((qh[l] & 3) << 4);
+            q[base + 32] = (ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4);
+            q[base + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            q[base + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    q
+}
+
+quant_dot!(Q6KX16, Q8K, QK_K, LANES, Q8K::quantize, dot_q6k_x16);
 
 /// Plain Rust, weight by weight as ggml's `dequantize_row_q6_K` lays them out: the
 /// reference the Q6_K kernel is tested against.
@@ -265,19 +353,9 @@ quant_dot!(Q6K, Q8K, QK_K, 1, Q8K::quantize, dot_q6k);
 fn dot_q6k_portable(x: &[Q6K], y: &[Q8K]) -> f32 {
     let mut sum = 0f32;
     for (x, y) in x.iter().zip(y) {
-        let mut q = [0i32; QK_K];
-        for h in 0..2 {
-            let (ql, qh) = (&x.ql[64 * h..], &x.qh[32 * h..]);
-            for l in 0..32 {
-                let base = 128 * h + l;
-                q[base] = ((ql[l] & 15) | ((qh[l] & 3) << 4)) as i32 - 32;
-                q[base + 32] = ((ql[l + 32] & 15) | (((qh[l] >> 2) & 3) << 4)) as i32 - 32;
-                q[base + 64] = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i32 - 32;
-                q[base + 96] = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i32 - 32;
-            }
-        }
+        let q = q6k_weights(x);
         let dots: i32 = (0..QK_K)
-            .map(|i| x.scales[i / 16] as i32 * q[i] * y.qs[i] as i32)
+            .map(|i| x.scales[i / 16] as i32 * (q[i] as i32 - 32) * y.qs[i] as i32)
             .sum();
         sum += half::f16::from_bits(x.d).to_f32() * y.d * dots as f32;
     }
@@ -372,19 +450,8 @@ fn dot_q4k_portable(x: &[Q4K], y: &[Q8K]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{LANES, Q4KX16, Q6K, Q8_0, Q8_0Act, Q8K, QK_K};
+    use super::{LANES, Q4KX16, Q6KX16, Q8_0, Q8_0Act, Q8K, QK_K};
     use std::arch::x86_64::*;
-
-    /// Lane `i` of 32 16-bit lanes picks element `first + i / per` of a vector.
-    #[target_feature(enable = "avx512f")]
-    fn spread(first: i16, per: i16) -> __m512i {
-        let mut idx = [0i16; 32];
-        for (i, v) in (0i16..).zip(idx.iter_mut()) {
-            *v = first + i / per;
-        }
-        // SAFETY: reads the 64 bytes of `idx`.
-        unsafe { _mm512_loadu_si512(idx.as_ptr().cast()) }
-    }
 
     /// Sixteen columns side by side, one per 32-bit lane. Per sub-block of 32
     /// inputs: four 64-byte loads give its eight tiles of unsigned weights, and each
@@ -463,73 +530,78 @@ mod avx512 {
         })
     }
 
-    /// Half a block (128 weights) at a time: its 64 bytes of low bits give the
-    /// weights of activations 0-63 (low nibbles) and 64-127 (high nibbles); the 32
-    /// bytes of high bits, broadcast and shifted per half, add bits 4-5. The weights
-    /// are stored plus 32, so `<q, y>` is `<q + 32, y> - 32 * sum(y)`, the sums of
-    /// `y` per 16 coming from `bsums`. Products as in [`dot_q4k`], with one signed
-    /// scale per 16 weights (at most 2 * 63 * 128 per 16-bit pair), and each weight
-    /// block unpacked once for the `R` activation rows.
+    /// Sixteen columns side by side, as [`dot_q4k_x16`]. Per 16 inputs: two
+    /// 64-byte loads give four tiles' bits 0-3 and one more their bits 4-5
+    /// (`vpternlogd` merges them); each tile meets its 4 activations in one
+    /// `vpdpbusd`. The weights are stored plus 32, so each 16's sums start at
+    /// `-32 * sum(y)` (from `bsums`) before the columns' signed scales multiply them
+    /// (at most 16 * (63 + 32) * 128 * 128 per 16, 16 of them).
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    pub(super) unsafe fn dot_q6k<const R: usize>(x: &[Q6K], y: [&[Q8K]; R]) -> [[f32; 1]; R] {
+    pub(super) unsafe fn dot_q6k_x16<const R: usize>(
+        x: &[Q6KX16],
+        y: [&[Q8K]; R],
+    ) -> [[f32; LANES]; R] {
         let nibble = _mm512_set1_epi8(0x0f);
-        let two = _mm512_set1_epi8(0x03);
-        let half_shift = |lo: i16, hi: i16| {
-            _mm512_inserti64x4::<1>(
-                _mm512_castsi256_si512(_mm256_set1_epi16(lo)),
-                _mm256_set1_epi16(hi),
-            )
-        };
-        let shifts = [half_shift(0, 2), half_shift(4, 6)];
-        let pick = [spread(0, 8), spread(4, 8), spread(8, 8), spread(12, 8)];
+        let high = _mm512_set1_epi8(0x30);
         let mut acc = [_mm512_setzero_ps(); R];
-        // SAFETY: every load reads inside a block (64 bytes at 64h of the 128 low-bit
-        // bytes, 32 at 32h of the 64 high-bit bytes, the 16 scales, 64 at 64c of the
-        // 256 activations, the 32 bytes of bsums), and the caller passes rows of
-        // `x.len()` blocks; the features are the caller's promise.
+        // SAFETY: every load reads inside a block (16 scales at 16j, the 192-byte
+        // run j of the 3072 weight bytes, the 16 d) or an activation block (4 bytes at 16j + 4t of its 256, its 16
+        // bsums), and the caller passes rows of `x.len()` blocks; the features are
+        // the caller's promise.
         for (b, x) in x.iter().enumerate() {
             unsafe {
-                let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(x.scales.as_ptr().cast()));
-                let sc512 = _mm512_castsi256_si512(scales);
-                let mut w = [_mm512_setzero_si512(); 4];
-                let mut sc = [_mm512_setzero_si512(); 4];
-                for h in 0..2 {
-                    let ql = _mm512_loadu_si512(x.ql.as_ptr().add(64 * h).cast());
-                    let qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(
-                        x.qh.as_ptr().add(32 * h).cast(),
-                    ));
-                    let low = [
-                        _mm512_and_si512(ql, nibble),
-                        _mm512_and_si512(_mm512_srli_epi16::<4>(ql), nibble),
+                let mut sums = [_mm512_setzero_si512(); R];
+                for j in 0..16 {
+                    let sc =
+                        _mm512_cvtepi8_epi32(_mm_loadu_si128(x.scales.as_ptr().add(16 * j).cast()));
+                    let run = x.qs.as_ptr().add(192 * j);
+                    let lo0 = _mm512_loadu_si512(run.cast());
+                    let lo1 = _mm512_loadu_si512(run.add(64).cast());
+                    let h = _mm512_loadu_si512(run.add(128).cast());
+                    // (low nibble) | (bits 4-5 moved into place & 0x30).
+                    let merge =
+                        |lo: __m512i, h: __m512i| _mm512_ternarylogic_epi32::<0xf8>(lo, h, high);
+                    let w = [
+                        merge(_mm512_and_si512(lo0, nibble), _mm512_slli_epi16::<4>(h)),
+                        merge(
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(lo0), nibble),
+                            _mm512_slli_epi16::<2>(h),
+                        ),
+                        merge(_mm512_and_si512(lo1, nibble), h),
+                        merge(
+                            _mm512_and_si512(_mm512_srli_epi16::<4>(lo1), nibble),
+                            _mm512_srli_epi16::<2>(h),
+                        ),
                     ];
-                    for i in 0..2 {
-                        let high = _mm512_and_si512(_mm512_srlv_epi16(qh, shifts[i]), two);
-                        let c = 2 * h + i;
-                        w[c] = _mm512_or_si512(low[i], _mm512_slli_epi16::<4>(high));
-                        sc[c] = _mm512_permutexvar_epi16(pick[c], sc512);
+                    for r in 0..R {
+                        let y = y[r].get_unchecked(b);
+                        let a = y.qs.as_ptr().add(16 * j);
+                        let mut s = [
+                            _mm512_set1_epi32(-32 * *y.bsums.get_unchecked(j) as i32),
+                            _mm512_setzero_si512(),
+                        ];
+                        for (t, w) in w.iter().enumerate() {
+                            let a = _mm512_set1_epi32(a.add(4 * t).cast::<i32>().read_unaligned());
+                            s[t % 2] = _mm512_dpbusd_epi32(s[t % 2], *w, a);
+                        }
+                        let s = _mm512_add_epi32(s[0], s[1]);
+                        sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(s, sc));
                     }
                 }
-                let d = f16_to_f32(x.d);
+                let d = _mm512_cvtph_ps(_mm256_loadu_si256(x.d.as_ptr().cast()));
                 for r in 0..R {
-                    let y = y[r].get_unchecked(b);
-                    let bsums = _mm256_loadu_si256(y.bsums.as_ptr().cast());
-                    let offset = _mm256_slli_epi32::<5>(_mm256_madd_epi16(bsums, scales));
-                    let mut sums = [
-                        _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_zextsi256_si512(offset)),
-                        _mm512_setzero_si512(),
-                    ];
-                    for c in 0..4 {
-                        let a = _mm512_loadu_si512(y.qs.as_ptr().add(64 * c).cast());
-                        let p = _mm512_maddubs_epi16(w[c], a);
-                        sums[c % 2] = _mm512_dpwssd_epi32(sums[c % 2], p, sc[c]);
-                    }
-                    let sums = _mm512_add_epi32(sums[0], sums[1]);
-                    let dy = _mm512_set1_ps(d * y.d);
-                    acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), dy, acc[r]);
+                    let dy = _mm512_set1_ps(y[r].get_unchecked(b).d);
+                    acc[r] =
+                        _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[r]), _mm512_mul_ps(d, dy), acc[r]);
                 }
             }
         }
-        std::array::from_fn(|r| [_mm512_reduce_add_ps(acc[r])])
+        std::array::from_fn(|r| {
+            let mut out = [0f32; LANES];
+            // SAFETY: stores the 16 floats of `out`.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc[r]) };
+            out
+        })
     }
 
     /// Two blocks per 512-bit register. `vpdpbusd` multiplies unsigned by signed
@@ -636,12 +708,6 @@ mod avx512 {
         }
         out.d = 1.0 / iscale;
         out.with_sums()
-    }
-
-    /// One f16 (as bits) to f32 with F16C.
-    #[target_feature(enable = "f16c")]
-    fn f16_to_f32(bits: u16) -> f32 {
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32)))
     }
 }
 
@@ -763,7 +829,7 @@ impl Output {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::k_quants::{BlockQ4K, BlockQ6K, BlockQ8_0, BlockQ8K, GgmlType};
+    use candle_core::quantized::k_quants::{BlockQ4K, BlockQ6K, BlockQ8_0, GgmlType};
     use half::f16;
 
     /// A small deterministic generator (xorshift64*).
@@ -795,15 +861,6 @@ mod tests {
                 b
             })
             .collect()
-    }
-
-    fn as_candle(x: &[Q4K]) -> &[BlockQ4K] {
-        assert_eq!(std::mem::size_of::<BlockQ4K>(), std::mem::size_of::<Q4K>());
-        // SAFETY: both are ggml's block_q4_K, repr(C) with the same fields; any bytes
-        // are a valid block, and the alignment is checked by `align_to`.
-        let (head, blocks, tail) = unsafe { x.align_to::<BlockQ4K>() };
-        assert!(head.is_empty() && tail.is_empty());
-        blocks
     }
 
     fn close(a: f32, b: f32, scale: f32) -> bool {
@@ -839,46 +896,58 @@ mod tests {
         }
     }
 
-    #[test]
-    fn q4k_reference_matches_candle() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        for blocks in [1, 2, 3, 16, 17] {
-            let k = blocks * QK_K;
-            let x = random_q4k(&mut rng, blocks);
+    /// The plain `reference` on stored blocks `S` against candle's `vec_dot` for the
+    /// same layout `C`, on random blocks of each count.
+    fn reference_matches_candle<S, A, C: GgmlType>(
+        rng: &mut Rng,
+        random: fn(&mut Rng, usize) -> Vec<S>,
+        (block, quantize): (usize, fn(&[f32]) -> A),
+        reference: fn(&[S], &[A]) -> f32,
+        block_counts: &[usize],
+    ) {
+        assert_eq!(std::mem::size_of::<S>(), std::mem::size_of::<C>());
+        for &blocks in block_counts {
+            let k = blocks * block;
+            let x = random(rng, blocks);
             let a: Vec<f32> = (0..k).map(|_| rng.f32() * 4.0).collect();
-            let ours: Vec<Q8K> = a.chunks_exact(QK_K).map(Q8K::quantize).collect();
-            let mut theirs = vec![BlockQ8K::zeros(); blocks];
-            BlockQ8K::from_float(&a, &mut theirs);
-            let want = BlockQ4K::vec_dot(k, as_candle(&x), &theirs);
-            let reference = dot_q4k_portable(&x, &ours);
+            let ours: Vec<A> = a.chunks_exact(block).map(quantize).collect();
+            let mut theirs = vec![C::VecDotType::zeros(); k / C::VecDotType::BLCK_SIZE];
+            C::VecDotType::from_float(&a, &mut theirs);
+            // SAFETY: both are ggml's layout of the block, repr(C) with the same
+            // fields (sizes checked above); any bytes are a valid block, and
+            // `align_to` checks the alignment.
+            let (head, xc, tail) = unsafe { x.align_to::<C>() };
+            assert!(head.is_empty() && tail.is_empty());
+            let want = C::vec_dot(k, xc, &theirs);
+            let plain = reference(&x, &ours);
             assert!(
-                close(reference, want, want.abs() + 1.0),
-                "k {k}: reference {reference}, candle {want}"
+                close(plain, want, want.abs() + 1.0),
+                "k {k}: reference {plain}, candle {want}"
             );
         }
     }
 
     /// `w` (`n` columns) interleaved into groups, over stale bytes to show that
     /// every byte is written.
-    fn interleaved(w: &[Q4K], n: usize) -> Vec<Q4KX16> {
-        let filler = Q4KX16 {
-            d: [0x3c00; LANES],
-            dmin: [0x3c00; LANES],
-            scales: [0xff; 8 * LANES],
-            mins: [0xff; 8 * LANES],
-            qs: [0xff; QK_K / 2 * LANES],
-        };
-        let mut out = vec![filler; n.div_ceil(LANES) * (w.len() / n)];
-        interleave_q4k(w, n, &mut out);
+    fn interleaved<G: Interleaved>(w: &[G::Source], n: usize) -> Vec<G> {
+        // SAFETY: the groups are plain old data, any bytes valid (0xabab is a
+        // finite f16), and `transmute_copy` reads the first bytes of the array,
+        // which is larger than any group.
+        let stale: G = unsafe { std::mem::transmute_copy(&[0xabu8; 4096]) };
+        assert!(std::mem::size_of::<G>() <= 4096);
+        let mut out = vec![stale; group_count(n, w.len() / n * QK_K)];
+        interleave(w, n, &mut out);
         out
     }
 
-    /// The interleaved Q4_K kernel against the plain reference on the blocks it was
+    /// An interleaved kernel against the plain `reference` on the blocks it was
     /// interleaved from: one, several and a partial group of 16 columns, one row
     /// and the 8-, 4- and 1-row paths, serial and parallel.
-    #[test]
-    fn interleaved_q4k_products_match_the_reference() {
-        let mut rng = Rng(7);
+    fn check_interleaved<G: Interleaved<Act = Q8K>>(
+        rng: &mut Rng,
+        random: fn(&mut Rng, usize) -> Vec<G::Source>,
+        reference: fn(&[G::Source], &[Q8K]) -> f32,
+    ) {
         for (m, k, n) in [
             (1, 256, 1),
             (1, 512, 33),
@@ -888,8 +957,8 @@ mod tests {
             (13, 1024, 16),
         ] {
             let blocks = k / QK_K;
-            let w = random_q4k(&mut rng, n * blocks);
-            let groups = interleaved(&w, n);
+            let w = random(rng, n * blocks);
+            let groups = interleaved::<G>(&w, n);
             let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
             for parallel in [false, true] {
                 let Some(got) = matmul(&a, (m, k, n), &groups, parallel) else {
@@ -898,12 +967,25 @@ mod tests {
                 };
                 assert_eq!(got.len(), m * n);
                 check_product(&a, (m, k, n), (QK_K, Q8K::quantize), &got, |c, y| {
-                    dot_q4k_portable(&w[c * blocks..(c + 1) * blocks], y)
+                    reference(&w[c * blocks..(c + 1) * blocks], y)
                 });
             }
         }
-        let w = random_q4k(&mut rng, 1);
-        assert!(matmul(&[0.0; 100], (1, 100, 1), &interleaved(&w, 1), false).is_none());
+        let w = random(rng, 1);
+        assert!(matmul(&[0.0; 100], (1, 100, 1), &interleaved::<G>(&w, 1), false).is_none());
+    }
+
+    #[test]
+    fn q4k_products_match_candle_and_the_reference() {
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        reference_matches_candle::<_, _, BlockQ4K>(
+            &mut rng,
+            random_q4k,
+            (QK_K, Q8K::quantize),
+            dot_q4k_portable,
+            &[1, 2, 3, 16, 17],
+        );
+        check_interleaved::<Q4KX16>(&mut rng, random_q4k, dot_q4k_portable);
     }
 
     #[test]
@@ -953,59 +1035,17 @@ mod tests {
             .collect()
     }
 
-    /// Our kernel for `W` against the plain `reference` and candle's `vec_dot` for
-    /// the same block layout `C`, on random blocks of each count, then whole
-    /// products (serial and parallel) at sizes with row and column tails.
-    fn check_kernel<W: QuantDot, C: GgmlType>(
-        rng: &mut Rng,
-        random: fn(&mut Rng, usize) -> Vec<W>,
-        reference: fn(&[W], &[W::Act]) -> f32,
-        block_counts: &[usize],
-    ) {
-        assert_eq!(std::mem::size_of::<W>(), std::mem::size_of::<C>());
-        for &blocks in block_counts {
-            let k = blocks * W::BLOCK;
-            let x = random(rng, blocks);
-            let a: Vec<f32> = (0..k).map(|_| rng.f32() * 4.0).collect();
-            let ours: Vec<W::Act> = a.chunks_exact(W::BLOCK).map(W::quantize).collect();
-            let mut theirs = vec![C::VecDotType::zeros(); k / C::VecDotType::BLCK_SIZE];
-            C::VecDotType::from_float(&a, &mut theirs);
-            // SAFETY: both are ggml's layout of the block, repr(C) with the same
-            // fields (sizes checked above); any bytes are a valid block, and
-            // `align_to` checks the alignment.
-            let (head, xc, tail) = unsafe { x.align_to::<C>() };
-            assert!(head.is_empty() && tail.is_empty());
-            let want = C::vec_dot(k, xc, &theirs);
-            let plain = reference(&x, &ours);
-            let scale = want.abs() + 1.0;
-            assert!(
-                close(plain, want, scale),
-                "k {k}: reference {plain}, candle {want}"
-            );
-            for (m, n) in [(1, 1), (2, 33), (67, 5)] {
-                let w: Vec<W> = (0..n).flat_map(|_| random(rng, blocks)).collect();
-                let lhs: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
-                for parallel in [false, true] {
-                    let Some(got) = matmul(&lhs, (m, k, n), &w, parallel) else {
-                        assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
-                        continue;
-                    };
-                    check_product(&lhs, (m, k, n), (W::BLOCK, W::quantize), &got, |c, y| {
-                        reference(&w[c * blocks..(c + 1) * blocks], y)
-                    });
-                }
-            }
-        }
-    }
-
     #[test]
     fn q6k_products_match_candle_and_the_reference() {
-        check_kernel::<Q6K, BlockQ6K>(
-            &mut Rng(5),
+        let mut rng = Rng(5);
+        reference_matches_candle::<_, _, BlockQ6K>(
+            &mut rng,
             random_q6k,
+            (QK_K, Q8K::quantize),
             dot_q6k_portable,
             &[1, 2, 3, 16, 17],
         );
+        check_interleaved::<Q6KX16>(&mut rng, random_q6k, dot_q6k_portable);
     }
 
     fn random_q8_0(rng: &mut Rng, n: usize) -> Vec<Q8_0> {
@@ -1021,13 +1061,34 @@ mod tests {
             .collect()
     }
 
+    /// The Q8_0 kernel (blocks as stored) against the plain reference and candle's
+    /// `vec_dot`, then whole products (serial and parallel) at sizes with row and
+    /// column tails.
     #[test]
     fn q8_0_products_match_candle_and_the_reference() {
-        check_kernel::<Q8_0, BlockQ8_0>(
-            &mut Rng(11),
-            random_q8_0,
-            dot_q8_0_portable,
-            &[1, 2, 3, 31, 128],
-        );
+        let mut rng = Rng(11);
+        for blocks in [1, 2, 3, 31, 128] {
+            reference_matches_candle::<_, _, BlockQ8_0>(
+                &mut rng,
+                random_q8_0,
+                (32, Q8_0Act::quantize),
+                dot_q8_0_portable,
+                &[blocks],
+            );
+            let k = 32 * blocks;
+            for (m, n) in [(1, 1), (2, 33), (67, 5)] {
+                let w = random_q8_0(&mut rng, n * blocks);
+                let lhs: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
+                for parallel in [false, true] {
+                    let Some(got) = matmul(&lhs, (m, k, n), &w, parallel) else {
+                        assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
+                        continue;
+                    };
+                    check_product(&lhs, (m, k, n), (32, Q8_0Act::quantize), &got, |c, y| {
+                        dot_q8_0_portable(&w[c * blocks..(c + 1) * blocks], y)
+                    });
+                }
+            }
+        }
     }
 }

@@ -283,18 +283,34 @@ impl Mapped {
         })
     }
 
-    /// Best effort: takes the range's pages out of this process's resident memory.
-    /// They stay valid: a later read brings them back from the page cache or the
-    /// file. An anonymous copy is kept, having nowhere to come back from.
-    fn release(&self) {
-        if self.file && self.len > 0 {
+    /// Best effort: reads the pages of `range` (bytes of this tensor) in now, in
+    /// one call, so that loading, not the first forward pass, pays for reading the
+    /// file (kernels before 5.14 lack MADV_POPULATE_READ, and then the pages are
+    /// read on first use).
+    fn populate(&self, range: std::ops::Range<usize>) {
+        if !range.is_empty() {
+            let _ =
+                self.map
+                    .advise_range(Advice::PopulateRead, self.start + range.start, range.len());
+        }
+    }
+
+    /// Best effort: takes the pages of `range` (bytes of this tensor) out of this
+    /// process's resident memory. They stay valid: a later read brings them back
+    /// from the page cache or the file. An anonymous copy is kept, having nowhere
+    /// to come back from.
+    fn release(&self, range: std::ops::Range<usize>) {
+        if self.file && !range.is_empty() {
             // SAFETY: the map is a shared read-only file mapping, so dropping its
             // pages loses nothing (no private changes exist) and every slice of it
             // stays valid, its pages read again on access. A page this range shares
             // with a neighbour is read again too.
             let _ = unsafe {
-                self.map
-                    .unchecked_advise_range(UncheckedAdvice::DontNeed, self.start, self.len)
+                self.map.unchecked_advise_range(
+                    UncheckedAdvice::DontNeed,
+                    self.start + range.start,
+                    range.len(),
+                )
             };
         }
     }
@@ -313,7 +329,8 @@ pub struct QuantMatrix {
     rows: usize,
     cols: usize,
     data: Mapped,
-    /// Q4_K interleaved for our kernel (`kernels::Q4KX16`), in an anonymous map.
+    /// Q4_K or Q6_K interleaved for our kernels (`kernels::Q4KX16`, `Q6KX16`), in
+    /// an anonymous map.
     interleaved: Option<Mapped>,
 }
 
@@ -353,32 +370,60 @@ impl QuantMatrix {
         })
     }
 
-    /// Readies the matrix for products: where our kernels run, a Q4_K matrix is
-    /// interleaved for them (see `kernels::Q4KX16`) and the file's pages of the
-    /// original released; reading rows or dequantizing still reads the original.
+    /// Readies the matrix for products: where our kernels run, a Q4_K or Q6_K
+    /// matrix is interleaved for them (see `kernels::Interleaved`) and the file's
+    /// pages of the original released; reading rows or dequantizing still reads the
+    /// original. Anything else has its pages read in now.
     fn for_products(mut self, name: &str) -> Result<Self> {
-        if self.kind != TensorType::Q4K || !kernels::avx512() {
-            return Ok(self);
+        self.interleaved = match self.kind {
+            _ if !kernels::avx512() => None,
+            TensorType::Q4K => Some(self.interleave::<kernels::Q4KX16>(name)?),
+            TensorType::Q6K => Some(self.interleave::<kernels::Q6KX16>(name)?),
+            _ => None,
+        };
+        if self.interleaved.is_none() {
+            self.data.populate(0..self.data.len);
         }
-        let groups = kernels::Q4KX16::count(self.rows, self.cols);
-        let len = groups * kernels::Q4KX16::BYTES;
+        Ok(self)
+    }
+
+    /// The matrix interleaved into groups `G`, in an anonymous map. The original is
+    /// read and released a slab of rows at a time, so that it and the copy are
+    /// never both resident in full.
+    fn interleave<G: kernels::Interleaved>(&self, name: &str) -> Result<Mapped> {
+        /// Bytes of the original per slab (a multiple of 16 rows).
+        const SLAB: usize = 16 << 20;
+        let groups = kernels::group_count(self.rows, self.cols);
+        let len = groups * std::mem::size_of::<G>();
         let mut map = MmapMut::map_anon(len.max(1)).map_err(|e| Error::io(name, e))?;
         // Best effort: huge pages make the first touch of fresh memory much cheaper.
         let _ = map.advise(Advice::HugePage);
-        // SAFETY: `Q4KX16` is plain old data (integers and f16 bits), so any bytes,
-        // the map's zeros included, are a valid value; `align_to_mut` only yields
-        // aligned values.
-        let (head, out, _) = unsafe { map.align_to_mut::<kernels::Q4KX16>() };
+        // SAFETY: the groups are plain old data (integers and f16 bits), so any
+        // bytes, the map's zeros included, are a valid value; `align_to_mut` only
+        // yields aligned values.
+        let (head, out, _) = unsafe { map.align_to_mut::<G>() };
         assert!(head.is_empty(), "anonymous maps are page-aligned");
-        kernels::interleave_q4k(self.blocks(), self.rows, &mut out[..groups]);
-        self.interleaved = Some(Mapped {
+        let blocks = self.blocks::<G::Source>();
+        let per_row = blocks.len() / self.rows;
+        let row_bytes = self.data.len / self.rows;
+        let slab = (SLAB / row_bytes.max(1)).next_multiple_of(16);
+        for first in (0..self.rows).step_by(slab) {
+            let end = self.rows.min(first + slab);
+            let bytes = first * row_bytes..end * row_bytes;
+            self.data.populate(bytes.clone());
+            kernels::interleave(
+                &blocks[first * per_row..end * per_row],
+                end - first,
+                &mut out[first / 16 * per_row..end.div_ceil(16) * per_row],
+            );
+            self.data.release(bytes);
+        }
+        Ok(Mapped {
             map: Arc::new(map.make_read_only().map_err(|e| Error::io(name, e))?),
             start: 0,
             len,
             file: false,
-        });
-        self.data.release();
-        Ok(self)
+        })
     }
 
     /// The data as blocks of `T`, one of the block types (plain old data).
@@ -462,13 +507,19 @@ pub(crate) struct RawTensor {
 }
 
 /// Builds the in-memory weight for `plan`: dense tensors are converted into candle
-/// tensors, quantized matrices stay where they are in the map.
+/// tensors, quantized matrices stay where they are in the map (or are interleaved
+/// for our kernels).
 pub(crate) fn build_weight(
     plan: &PlannedTensor,
     raw: RawTensor,
     device: &Device,
 ) -> Result<Weight> {
     let shape = plan.shape.clone();
+    let quantized = raw.kind.block_size() > 1;
+    if !(quantized && plan.role == TensorRole::Matrix) {
+        // Projection matrices read their pages in `for_products`.
+        raw.data.populate(0..raw.data.len);
+    }
     let dense = |dtype: DType| -> Result<Tensor> {
         Ok(bytes_to_tensor(raw.data.bytes(), dtype, &shape, device)?)
     };
@@ -553,11 +604,6 @@ fn mapped_range(map: &Arc<Mmap>, path: &Path, offset: u64, len: u64) -> Result<M
         ));
     }
     let (start, len) = (offset as usize, len as usize);
-    if len > 0 {
-        // Best effort: kernels before 5.14 lack MADV_POPULATE_READ, and then the
-        // pages are read on first use.
-        let _ = map.advise_range(Advice::PopulateRead, start, len);
-    }
     Ok(Mapped {
         map: Arc::clone(map),
         start,
@@ -876,7 +922,12 @@ fn product<T: GgmlType>(
             }
             None => None,
         },
-        GgmlDType::Q6K => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q6K>(), parallel),
+        GgmlDType::Q6K => match &q.interleaved {
+            Some(groups) => {
+                kernels::matmul(lhs, (m, k, n), groups.blocks::<kernels::Q6KX16>(), parallel)
+            }
+            None => None,
+        },
         GgmlDType::Q8_0 => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q8_0>(), parallel),
         _ => None,
     };
