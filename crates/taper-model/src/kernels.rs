@@ -1,9 +1,11 @@
 //! Quantized matrix products with our own SIMD kernels (AVX-512 VNNI, detected at
 //! run time): Q4_K, Q6_K and Q8_0 weights times activations quantized to 8 bits.
-//! Q8_0 is read as stored; Q4_K and Q6_K are interleaved at load into groups of 16
-//! columns ([`Q4KX16`], [`Q6KX16`]: the idea of llama.cpp's `block_q4_Kx8`
-//! repacking, our own layouts), so that one pass computes 16 columns on the lanes
-//! of a register, and a decode step streams each group's bytes in order.
+//! Q4_K and Q6_K are interleaved at load into groups of 16 columns ([`Q4KX16`],
+//! [`Q6KX16`]: the idea of llama.cpp's `block_q4_Kx8` repacking, our own layouts),
+//! so that one pass computes 16 columns on the lanes of a register and a decode
+//! step streams each group's bytes in order. Q8_0 stays as stored, for decode, and
+//! is interleaved ([`Q8_0X16`]) a task at a time for a prefill
+//! ([`matmul_interleaving`]): the largest files load as fast as they map.
 //!
 //! The block layouts are ggml's (`ggml-common.h`: `block_q4_K`, `block_q6_K`,
 //! `block_q8_K`, `block_q8_0`), as GGUF files store them, and so is the arithmetic
@@ -187,45 +189,59 @@ pub(crate) struct Q4KX16 {
 }
 const _: () = assert!(std::mem::size_of::<Q4KX16>() == 2368);
 
-/// Groups of 16 columns' super-blocks interleaved at load from the blocks a file
-/// stores.
+/// Groups of 16 columns' blocks interleaved from the blocks a file stores, so that
+/// a kernel computes the 16 columns side by side.
 pub(crate) trait Interleaved: QuantDot {
     /// The block type as stored.
     type Source: Sync;
-    /// Interleaves into `self` one block of each of 16 columns, `col(c)`; missing
-    /// columns are zero (their products are zero).
-    fn interleave<'a>(&mut self, col: impl Fn(usize) -> Option<&'a Self::Source>)
-    where
-        Self::Source: 'a;
+    /// Stored blocks per column in one group (its `BLOCK` inputs).
+    const UNIT: usize;
+    /// Interleaves into `self` the `UNIT` blocks of each of the first `n` (at most
+    /// 16) columns, column `c`'s at `blocks[c * stride..]`; missing columns are zero
+    /// (their products are zero).
+    fn interleave(&mut self, blocks: &[Self::Source], stride: usize, n: usize);
 }
 
-/// Groups that hold a matrix of `n` rows (output columns) of `k` weights, 16 rows
-/// and one super-block each.
-pub(crate) fn group_count(n: usize, k: usize) -> usize {
-    n.div_ceil(LANES) * (k / QK_K)
+/// Groups `G` that hold a matrix of `n` rows (output columns) of `k` weights, 16
+/// rows and `G::BLOCK` inputs each.
+pub(crate) fn group_count<G: Interleaved>(n: usize, k: usize) -> usize {
+    n.div_ceil(LANES) * (k / G::BLOCK)
 }
 
 /// Interleaves a matrix of `n` rows (output columns) of `blocks.len() / n` blocks
-/// each into `out`, groups of 16 rows: group `g`'s blocks come one per
-/// super-block, at `g * per_row ..`, the last group padded with zero columns.
-/// `out` holds [`group_count`] groups.
+/// each into `out`, groups of 16 rows: group `g`'s units come one per `G::BLOCK`
+/// inputs, at `g * per_row ..`, the last group padded with zero columns. `out`
+/// holds [`group_count`] groups.
 pub(crate) fn interleave<G: Interleaved>(blocks: &[G::Source], n: usize, out: &mut [G]) {
-    let per_row = blocks.len() / n.max(1);
-    out.par_iter_mut().enumerate().for_each(|(i, out)| {
-        let (g, b) = (i / per_row, i % per_row);
-        out.interleave(|c| {
-            let c = LANES * g + c;
-            (c < n).then(|| &blocks[c * per_row + b])
+    let per_row = blocks.len() / n.max(1) / G::UNIT;
+    out.par_chunks_mut(per_row)
+        .enumerate()
+        .for_each(|(g, out)| {
+            interleave_group(&blocks[LANES * g * per_row * G::UNIT..], n - LANES * g, out)
         });
-    });
+}
+
+/// Interleaves the first 16 (or `n`, if fewer) rows of `blocks` into the groups
+/// `out`, one per `G::BLOCK` inputs, on the calling thread.
+fn interleave_group<G: Interleaved>(blocks: &[G::Source], n: usize, out: &mut [G]) {
+    let stride = out.len() * G::UNIT;
+    for (b, out) in out.iter_mut().enumerate() {
+        out.interleave(&blocks[b * G::UNIT..], stride, n);
+    }
+}
+
+/// Column `c`'s block of a group being interleaved, or `None` past the `n`th.
+fn column<S>(blocks: &[S], stride: usize, n: usize, c: usize) -> Option<&S> {
+    (c < n).then(|| &blocks[c * stride])
 }
 
 impl Interleaved for Q4KX16 {
     type Source = Q4K;
+    const UNIT: usize = 1;
 
-    fn interleave<'a>(&mut self, col: impl Fn(usize) -> Option<&'a Q4K>) {
+    fn interleave(&mut self, blocks: &[Q4K], stride: usize, n: usize) {
         for c in 0..LANES {
-            let Some(x) = col(c) else {
+            let Some(x) = column(blocks, stride, n, c) else {
                 self.d[c] = 0;
                 self.dmin[c] = 0;
                 continue;
@@ -291,10 +307,11 @@ const _: () = assert!(std::mem::size_of::<Q6KX16>() == 16 * 210 + 32);
 
 impl Interleaved for Q6KX16 {
     type Source = Q6K;
+    const UNIT: usize = 1;
 
-    fn interleave<'a>(&mut self, col: impl Fn(usize) -> Option<&'a Q6K>) {
+    fn interleave(&mut self, blocks: &[Q6K], stride: usize, n: usize) {
         for c in 0..LANES {
-            let Some(x) = col(c) else {
+            let Some(x) = column(blocks, stride, n, c) else {
                 self.d[c] = 0;
                 continue;
             };
@@ -400,6 +417,92 @@ impl Q8_0Act {
 
 quant_dot!(Q8_0, Q8_0Act, 32, 1, Q8_0Act::quantize, dot_q8_0);
 
+/// Two Q8_0 blocks (64 inputs) of 16 columns, interleaved as [`Q4KX16`] is,
+/// the weights stored plus 128 (unsigned) for `vpdpbusd`: the 16 columns' 32
+/// stored blocks are 1088 bytes, and so is this, 17 cache lines.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub(crate) struct Q8_0X16 {
+    /// 16 tiles of 64 bytes: byte `4 c + i` of tile `t` is column `c`'s weight
+    /// `4 t + i`, plus 128.
+    qs: [u8; 64 * LANES],
+    /// `d[16 b + c]`: column `c`'s scale of block `b` (f16 bits).
+    d: [u16; 2 * LANES],
+}
+const _: () = assert!(std::mem::size_of::<Q8_0X16>() == 32 * 34);
+
+impl Interleaved for Q8_0X16 {
+    type Source = Q8_0;
+    const UNIT: usize = 2;
+
+    fn interleave(&mut self, blocks: &[Q8_0], stride: usize, n: usize) {
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has the features.
+            return unsafe { avx512::interleave_q8_0(self, blocks, stride, n) };
+        }
+        self.interleave_plain(blocks, stride, n);
+    }
+}
+
+impl Q8_0X16 {
+    /// [`Interleaved::interleave`] in plain Rust.
+    fn interleave_plain(&mut self, blocks: &[Q8_0], stride: usize, n: usize) {
+        for c in 0..LANES {
+            for b in 0..2 {
+                let x = column(&blocks[b..], stride, n, c);
+                self.d[LANES * b + c] = x.map_or(0, |x| x.d);
+                for t in 0..8 {
+                    let four: [u8; 4] = match x {
+                        Some(x) => std::array::from_fn(|i| x.qs[4 * t + i] as u8 ^ 0x80),
+                        None => [0; 4],
+                    };
+                    let at = 64 * (8 * b + t) + 4 * c;
+                    self.qs[at..at + 4].copy_from_slice(&four);
+                }
+            }
+        }
+    }
+}
+
+/// Activations of 64 inputs for [`Q8_0X16`]: two blocks quantized as
+/// [`Q8_0Act::quantize`] does (the same numbers), kept signed, with each block's
+/// sum (the weights' bias of 128 adds `128 * sum` to a product).
+#[derive(Clone, Copy)]
+pub(crate) struct Q8_0PairAct {
+    d: [f32; 2],
+    sums: [i32; 2],
+    qs: [i8; 64],
+}
+
+impl Q8_0PairAct {
+    fn quantize(x: &[f32]) -> Self {
+        let mut out = Self {
+            d: [0.0; 2],
+            sums: [0; 2],
+            qs: [0; 64],
+        };
+        for (b, x) in x.chunks_exact(32).enumerate() {
+            let a = Q8_0Act::quantize(x);
+            out.d[b] = a.d;
+            for (q, &v) in out.qs[32 * b..].iter_mut().zip(&a.qs) {
+                *q = (v ^ 0x80) as i8;
+            }
+            out.sums[b] = out.qs[32 * b..32 * b + 32].iter().map(|&q| q as i32).sum();
+        }
+        out
+    }
+}
+
+quant_dot!(
+    Q8_0X16,
+    Q8_0PairAct,
+    64,
+    LANES,
+    Q8_0PairAct::quantize,
+    dot_q8_0_x16
+);
+
 /// Plain Rust: the reference the Q8_0 kernel is tested against.
 #[cfg(test)]
 fn dot_q8_0_portable(x: &[Q8_0], y: &[Q8_0Act]) -> f32 {
@@ -450,7 +553,7 @@ fn dot_q4k_portable(x: &[Q4K], y: &[Q8K]) -> f32 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{LANES, Q4KX16, Q6KX16, Q8_0, Q8_0Act, Q8K, QK_K};
+    use super::{LANES, Q4KX16, Q6KX16, Q8_0, Q8_0Act, Q8_0PairAct, Q8_0X16, Q8K, QK_K};
     use std::arch::x86_64::*;
 
     /// Sixteen columns side by side, one per 32-bit lane. Per sub-block of 32
@@ -652,6 +755,100 @@ mod avx512 {
         std::array::from_fn(|r| [_mm512_reduce_add_ps(acc[r])])
     }
 
+    /// Sixteen columns side by side, as [`dot_q4k_x16`]: each tile of 4 inputs
+    /// meets its activations, broadcast to every lane, in one `vpdpbusd` (weights
+    /// plus 128, unsigned, times signed activations); each block's sums start at
+    /// `-128 * sum(y)` to take the bias off. The 16 tiles of a group are loaded once
+    /// for the `R` activation rows.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q8_0_x16<const R: usize>(
+        x: &[Q8_0X16],
+        y: [&[Q8_0PairAct]; R],
+    ) -> [[f32; LANES]; R] {
+        let mut acc = [_mm512_setzero_ps(); R];
+        // SAFETY: every load reads inside a group (64 bytes at 64t of its 1024, its
+        // 32 scales) or an activation block (4 bytes at 4t of its 64), and the
+        // caller passes rows of `x.len()` blocks; the features are the caller's
+        // promise.
+        for (b, x) in x.iter().enumerate() {
+            unsafe {
+                let w: [__m512i; 16] =
+                    std::array::from_fn(|t| _mm512_loadu_si512(x.qs.as_ptr().add(64 * t).cast()));
+                let d = [
+                    _mm512_cvtph_ps(_mm256_loadu_si256(x.d.as_ptr().cast())),
+                    _mm512_cvtph_ps(_mm256_loadu_si256(x.d.as_ptr().add(LANES).cast())),
+                ];
+                for r in 0..R {
+                    let y = y[r].get_unchecked(b);
+                    let mut s = [
+                        _mm512_set1_epi32(-128 * y.sums[0]),
+                        _mm512_set1_epi32(-128 * y.sums[1]),
+                    ];
+                    for (t, w) in w.iter().enumerate() {
+                        let a = y.qs.as_ptr().add(4 * t).cast::<i32>().read_unaligned();
+                        s[t / 8] = _mm512_dpbusd_epi32(s[t / 8], *w, _mm512_set1_epi32(a));
+                    }
+                    for h in 0..2 {
+                        let dy = _mm512_mul_ps(d[h], _mm512_set1_ps(y.d[h]));
+                        acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[h]), dy, acc[r]);
+                    }
+                }
+            }
+        }
+        std::array::from_fn(|r| {
+            let mut out = [0f32; LANES];
+            // SAFETY: stores the 16 floats of `out`.
+            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc[r]) };
+            out
+        })
+    }
+
+    /// [`Q8_0X16::interleave_plain`] with one gather per tile of 4 inputs.
+    ///
+    /// # Safety
+    /// The CPU has the features [`super::avx512`] checks.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    pub(super) unsafe fn interleave_q8_0(
+        out: &mut Q8_0X16,
+        blocks: &[Q8_0],
+        stride: usize,
+        n: usize,
+    ) {
+        let n = n.min(LANES);
+        let mask: __mmask16 = ((1u32 << n) - 1) as u16;
+        // Column c's block b is `stride * c + b` blocks on, at most 16 rows of a
+        // matrix (a few hundred KB): the byte offsets fit in i32.
+        let step = (stride * std::mem::size_of::<Q8_0>()) as i32;
+        let rows = _mm512_mullo_epi32(
+            _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
+            _mm512_set1_epi32(step),
+        );
+        let bias = _mm512_set1_epi8(-128);
+        for b in 0..2 {
+            for c in 0..LANES {
+                out.d[LANES * b + c] = if c < n { blocks[c * stride + b].d } else { 0 };
+            }
+            let base = blocks[b..].as_ptr().cast::<u8>();
+            for t in 0..8 {
+                // SAFETY: lane c reads 4 bytes of the quants of column c's block b
+                // (bytes 2 + 4t ..), for the columns below `n` only (masked), which
+                // `blocks` holds: the caller passes 16 rows of `stride` blocks or
+                // `n` rows and the indexing above checked the last one.
+                let v = unsafe {
+                    _mm512_mask_i32gather_epi32::<1>(
+                        _mm512_setzero_si512(),
+                        mask,
+                        rows,
+                        base.add(2 + 4 * t).cast(),
+                    )
+                };
+                let v = _mm512_maskz_xor_epi32(mask, v, bias);
+                // SAFETY: tile 8b + t, 64 bytes inside the 1024 of `out.qs`.
+                unsafe { _mm512_storeu_si512(out.qs.as_mut_ptr().add(64 * (8 * b + t)).cast(), v) };
+            }
+        }
+    }
+
     /// [`Q8K::quantize_plain`], 16 lanes at a time, to the same bits: the first
     /// value of the largest magnitude sets the scale, and rounding is half away
     /// from zero as `f32::round` (truncate, then step away from zero where the
@@ -752,6 +949,59 @@ pub(crate) fn matmul<W: QuantDot>(
         return None;
     }
     let blocks = k / W::BLOCK;
+    Some(product::<W>(lhs, (m, k, n), parallel, |first, end, run| {
+        run(&rhs[first * blocks..end * blocks])
+    }))
+}
+
+/// [`matmul`] on blocks as stored (`n` rows of `k`) through an interleaved kernel
+/// `G`: each task first interleaves its columns into a buffer of its thread (one
+/// pass over them, shared by the `m` rows), so a prefill gets the interleaved
+/// kernel's speed and no copy of the matrix is kept.
+pub(crate) fn matmul_interleaving<G: Interleaved>(
+    lhs: &[f32],
+    (m, k, n): (usize, usize, usize),
+    rhs: &[G::Source],
+    parallel: bool,
+) -> Option<Vec<f32>> {
+    let units = k / G::BLOCK;
+    if !avx512() || k % G::BLOCK != 0 || lhs.len() != m * k || rhs.len() != n * units * G::UNIT {
+        return None;
+    }
+    thread_local! {
+        /// Bytes for one task's interleaved groups.
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    Some(product::<G>(lhs, (m, k, n), parallel, |first, end, run| {
+        let cols = LANES * first..n.min(LANES * end);
+        let source = &rhs[cols.start * units * G::UNIT..cols.end * units * G::UNIT];
+        let bytes = (end - first) * units * std::mem::size_of::<G>();
+        BUFFER.with_borrow_mut(|buffer| {
+            buffer.resize(bytes + std::mem::align_of::<G>(), 0);
+            // SAFETY: the groups are plain old data (integers and f16 bits), so any
+            // bytes are a valid value; `align_to_mut` only yields aligned values.
+            let (_, groups, _) = unsafe { buffer.align_to_mut::<G>() };
+            let groups = &mut groups[..(end - first) * units];
+            for (g, out) in groups.chunks_exact_mut(units).enumerate() {
+                let source = &source[LANES * g * units * G::UNIT..];
+                interleave_group(source, cols.len() - LANES * g, out);
+            }
+            run(groups);
+        });
+    }))
+}
+
+/// The tiled product behind [`matmul`] and [`matmul_interleaving`]: tasks of
+/// [`COLS`] columns, each given its groups `first..end` (of `k / W::BLOCK` blocks
+/// each) by `groups(first, end, run)`, which calls `run` on them.
+fn product<W: QuantDot>(
+    lhs: &[f32],
+    (m, k, n): (usize, usize, usize),
+    parallel: bool,
+    groups: impl Fn(usize, usize, &mut dyn FnMut(&[W])) + Sync,
+) -> Vec<f32> {
+    let count = n.div_ceil(W::WIDTH);
+    let blocks = k / W::BLOCK;
     let y: Vec<W::Act> = if parallel && m > 1 {
         lhs.par_chunks_exact(W::BLOCK).map(W::quantize).collect()
     } else {
@@ -762,7 +1012,6 @@ pub(crate) fn matmul<W: QuantDot>(
     let per_task = (COLS / W::WIDTH).max(1);
     let task = |t: usize| {
         let first = t * per_task;
-        let mine = &rhs[first * blocks..groups.min(first + per_task) * blocks];
         // Writes the `[m, n]` entries of row r for this task's group g.
         let put = |r: usize, g: usize, v: &W::Out| {
             for (c, &v) in (g * W::WIDTH..n).zip(v.as_ref()) {
@@ -772,41 +1021,43 @@ pub(crate) fn matmul<W: QuantDot>(
                 unsafe { dst.write(r * n + c, v) }
             }
         };
-        for r0 in (0..m).step_by(ROWS) {
-            let rows = r0..(r0 + ROWS).min(m);
-            let row = |r: usize| &y[r * blocks..(r + 1) * blocks];
-            for (g, group) in (first..).zip(mine.chunks_exact(blocks)) {
-                let mut r = rows.start;
-                while r + 8 <= rows.end {
-                    let eight: [_; 8] = std::array::from_fn(|i| row(r + i));
-                    // SAFETY: `avx512()` checked the CPU's features above; each row
-                    // has `blocks` blocks, as `group`.
-                    let v = unsafe { W::dot(group, eight) };
-                    (0..8).for_each(|i| put(r + i, g, &v[i]));
-                    r += 8;
-                }
-                while r + 4 <= rows.end {
-                    let four: [_; 4] = std::array::from_fn(|i| row(r + i));
-                    // SAFETY: as above.
-                    let v = unsafe { W::dot(group, four) };
-                    (0..4).for_each(|i| put(r + i, g, &v[i]));
-                    r += 4;
-                }
-                for r in r..rows.end {
-                    // SAFETY: as above.
-                    let [v] = unsafe { W::dot(group, [row(r)]) };
-                    put(r, g, &v);
+        groups(first, count.min(first + per_task), &mut |mine: &[W]| {
+            for r0 in (0..m).step_by(ROWS) {
+                let rows = r0..(r0 + ROWS).min(m);
+                let row = |r: usize| &y[r * blocks..(r + 1) * blocks];
+                for (g, group) in (first..).zip(mine.chunks_exact(blocks)) {
+                    let mut r = rows.start;
+                    while r + 8 <= rows.end {
+                        let eight: [_; 8] = std::array::from_fn(|i| row(r + i));
+                        // SAFETY: the callers checked the CPU's features
+                        // (`avx512()`); each row has `blocks` blocks, as `group`.
+                        let v = unsafe { W::dot(group, eight) };
+                        (0..8).for_each(|i| put(r + i, g, &v[i]));
+                        r += 8;
+                    }
+                    while r + 4 <= rows.end {
+                        let four: [_; 4] = std::array::from_fn(|i| row(r + i));
+                        // SAFETY: as above.
+                        let v = unsafe { W::dot(group, four) };
+                        (0..4).for_each(|i| put(r + i, g, &v[i]));
+                        r += 4;
+                    }
+                    for r in r..rows.end {
+                        // SAFETY: as above.
+                        let [v] = unsafe { W::dot(group, [row(r)]) };
+                        put(r, g, &v);
+                    }
                 }
             }
-        }
+        });
     };
-    let tasks = groups.div_ceil(per_task);
+    let tasks = count.div_ceil(per_task);
     if parallel {
         (0..tasks).into_par_iter().for_each(task);
     } else {
         (0..tasks).for_each(task);
     }
-    Some(out)
+    out
 }
 
 /// The output of [`matmul`], shared by its tasks, which write disjoint columns.
@@ -927,26 +1178,28 @@ mod tests {
         }
     }
 
-    /// `w` (`n` columns) interleaved into groups, over stale bytes to show that
-    /// every byte is written.
-    fn interleaved<G: Interleaved>(w: &[G::Source], n: usize) -> Vec<G> {
+    /// `w` (`n` columns of `k` inputs) interleaved into groups, over stale bytes to
+    /// show that every byte is written.
+    fn interleaved<G: Interleaved>(w: &[G::Source], n: usize, k: usize) -> Vec<G> {
         // SAFETY: the groups are plain old data, any bytes valid (0xabab is a
         // finite f16), and `transmute_copy` reads the first bytes of the array,
         // which is larger than any group.
         let stale: G = unsafe { std::mem::transmute_copy(&[0xabu8; 4096]) };
         assert!(std::mem::size_of::<G>() <= 4096);
-        let mut out = vec![stale; group_count(n, w.len() / n * QK_K)];
+        let mut out = vec![stale; group_count::<G>(n, k)];
         interleave(w, n, &mut out);
         out
     }
 
-    /// An interleaved kernel against the plain `reference` on the blocks it was
-    /// interleaved from: one, several and a partial group of 16 columns, one row
-    /// and the 8-, 4- and 1-row paths, serial and parallel.
-    fn check_interleaved<G: Interleaved<Act = Q8K>>(
+    /// An interleaved kernel against the plain `reference` (activations quantized
+    /// by `quantize`, `block` at a time) on the blocks it was interleaved from:
+    /// one, several and a partial group of 16 columns, one row and the 8-, 4- and
+    /// 1-row paths, serial and parallel.
+    fn check_interleaved<G: Interleaved, A>(
         rng: &mut Rng,
         random: fn(&mut Rng, usize) -> Vec<G::Source>,
-        reference: fn(&[G::Source], &[Q8K]) -> f32,
+        (block, quantize): (usize, fn(&[f32]) -> A),
+        reference: fn(&[G::Source], &[A]) -> f32,
     ) {
         for (m, k, n) in [
             (1, 256, 1),
@@ -956,9 +1209,9 @@ mod tests {
             (2, 4096, 97),
             (13, 1024, 16),
         ] {
-            let blocks = k / QK_K;
+            let blocks = k / block;
             let w = random(rng, n * blocks);
-            let groups = interleaved::<G>(&w, n);
+            let groups = interleaved::<G>(&w, n, k);
             let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
             for parallel in [false, true] {
                 let Some(got) = matmul(&a, (m, k, n), &groups, parallel) else {
@@ -966,13 +1219,21 @@ mod tests {
                     continue;
                 };
                 assert_eq!(got.len(), m * n);
-                check_product(&a, (m, k, n), (QK_K, Q8K::quantize), &got, |c, y| {
+                check_product(&a, (m, k, n), (block, quantize), &got, |c, y| {
+                    reference(&w[c * blocks..(c + 1) * blocks], y)
+                });
+                // The same, interleaving the stored blocks task by task.
+                let got = matmul_interleaving::<G>(&a, (m, k, n), &w, parallel)
+                    .expect("the CPU has the kernel (checked above)");
+                check_product(&a, (m, k, n), (block, quantize), &got, |c, y| {
                     reference(&w[c * blocks..(c + 1) * blocks], y)
                 });
             }
         }
-        let w = random(rng, 1);
-        assert!(matmul(&[0.0; 100], (1, 100, 1), &interleaved::<G>(&w, 1), false).is_none());
+        let w = random(rng, G::UNIT);
+        let groups = interleaved::<G>(&w, 1, G::BLOCK);
+        assert!(matmul(&[0.0; 100], (1, 100, 1), &groups, false).is_none());
+        assert!(matmul_interleaving::<G>(&[0.0; 100], (1, 100, 1), &w, false).is_none());
     }
 
     #[test]
@@ -985,7 +1246,12 @@ mod tests {
             dot_q4k_portable,
             &[1, 2, 3, 16, 17],
         );
-        check_interleaved::<Q4KX16>(&mut rng, random_q4k, dot_q4k_portable);
+        check_interleaved::<Q4KX16, _>(
+            &mut rng,
+            random_q4k,
+            (QK_K, Q8K::quantize),
+            dot_q4k_portable,
+        );
     }
 
     #[test]
@@ -1045,7 +1311,12 @@ mod tests {
             dot_q6k_portable,
             &[1, 2, 3, 16, 17],
         );
-        check_interleaved::<Q6KX16>(&mut rng, random_q6k, dot_q6k_portable);
+        check_interleaved::<Q6KX16, _>(
+            &mut rng,
+            random_q6k,
+            (QK_K, Q8K::quantize),
+            dot_q6k_portable,
+        );
     }
 
     fn random_q8_0(rng: &mut Rng, n: usize) -> Vec<Q8_0> {
@@ -1061,9 +1332,10 @@ mod tests {
             .collect()
     }
 
-    /// The Q8_0 kernel (blocks as stored) against the plain reference and candle's
-    /// `vec_dot`, then whole products (serial and parallel) at sizes with row and
-    /// column tails.
+    /// The Q8_0 kernels against the plain reference (itself against candle's
+    /// `vec_dot`): on blocks as stored, whole products (serial and parallel) at
+    /// sizes with row and column tails, odd block counts included; then
+    /// interleaved.
     #[test]
     fn q8_0_products_match_candle_and_the_reference() {
         let mut rng = Rng(11);
@@ -1088,6 +1360,24 @@ mod tests {
                         dot_q8_0_portable(&w[c * blocks..(c + 1) * blocks], y)
                     });
                 }
+            }
+        }
+        check_interleaved::<Q8_0X16, _>(
+            &mut rng,
+            random_q8_0,
+            (32, Q8_0Act::quantize),
+            dot_q8_0_portable,
+        );
+        // The gathering interleave writes the plain one's bytes, for every count of
+        // columns in a group.
+        let w = random_q8_0(&mut rng, 16 * 6);
+        for n in 1..=16 {
+            let mut plain = interleaved::<Q8_0X16>(&w, 16, 6 * 32);
+            let mut fast = plain.clone();
+            for (b, (p, f)) in plain.iter_mut().zip(&mut fast).enumerate() {
+                p.interleave_plain(&w[2 * b..], 6, n);
+                f.interleave(&w[2 * b..], 6, n);
+                assert_eq!((p.qs, p.d), (f.qs, f.d), "{n} columns");
             }
         }
     }
