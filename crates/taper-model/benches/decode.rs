@@ -237,44 +237,50 @@ fn ours(file: &Path, threads: usize, opts: &Opts) -> Option<serde_json::Value> {
     parsed
 }
 
-/// llama.cpp's side: `llama-bench` on the same file, prompt and generation lengths.
+/// llama.cpp's side: `llama-bench` on the same file and thread count, in two runs
+/// that measure what ours does: the prompt from an empty cache, then the decode
+/// with the prompt's tokens already in the cache (`-d`; its `-n` alone would
+/// decode from an empty cache, where attention costs nothing).
 fn llama_bench(bin: &Path, file: &Path, threads: usize, opts: &Opts) -> Option<Speeds> {
-    let out = Command::new(bin)
-        .arg("-m")
-        .arg(file)
-        .args(["-t", &threads.to_string()])
-        .args(["-p", &opts.prompt.to_string()])
-        .args(["-n", &opts.generate.to_string()])
-        .args(["-r", &opts.reps.to_string()])
-        .args(["-o", "json"])
-        .output();
-    let out = match out {
-        Ok(out) if out.status.success() => out,
-        Ok(out) => {
-            eprintln!(
-                "llama-bench failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return None;
-        }
-        Err(e) => {
-            eprintln!("cannot run {}: {e}", bin.display());
-            return None;
-        }
-    };
-    let tests: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
-        .map_err(|e| eprintln!("llama-bench printed no JSON: {e}"))
-        .ok()?;
-    let speed = |prompt: usize, generate: usize| {
-        tests
-            .iter()
-            .find(|t| t["n_prompt"] == prompt && t["n_gen"] == generate)
-            .and_then(|t| t["avg_ts"].as_f64())
-            .unwrap_or(f64::NAN)
+    let run = |prompt: usize, generate: usize, depth: usize| -> Option<f64> {
+        let out = Command::new(bin)
+            .arg("-m")
+            .arg(file)
+            .args(["-t", &threads.to_string()])
+            .args(["-p", &prompt.to_string()])
+            .args(["-n", &generate.to_string()])
+            .args(["-d", &depth.to_string()])
+            .args(["-r", &opts.reps.to_string()])
+            .args(["-o", "json"])
+            .output();
+        let out = match out {
+            Ok(out) if out.status.success() => out,
+            Ok(out) => {
+                eprintln!(
+                    "llama-bench failed: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                return None;
+            }
+            Err(e) => {
+                eprintln!("cannot run {}: {e}", bin.display());
+                return None;
+            }
+        };
+        let tests: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout)
+            .map_err(|e| eprintln!("llama-bench printed no JSON: {e}"))
+            .ok()?;
+        Some(
+            tests
+                .iter()
+                .find(|t| t["n_prompt"] == prompt && t["n_gen"] == generate)
+                .and_then(|t| t["avg_ts"].as_f64())
+                .unwrap_or(f64::NAN),
+        )
     };
     Some(Speeds {
-        prefill: speed(opts.prompt, 0),
-        decode: speed(0, opts.generate),
+        prefill: run(opts.prompt, 0, 0)?,
+        decode: run(0, opts.generate, opts.prompt)?,
     })
 }
 
