@@ -1236,22 +1236,28 @@ mod tests {
         assert!(matmul_interleaving::<G>(&[0.0; 100], (1, 100, 1), &w, false).is_none());
     }
 
-    #[test]
-    fn q4k_products_match_candle_and_the_reference() {
-        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-        reference_matches_candle::<_, _, BlockQ4K>(
+    /// A K-quant's plain reference against candle's `vec_dot` (layout `C`), then its
+    /// interleaved kernel `G` against the reference.
+    fn check_k_quant<G: Interleaved, C: GgmlType>(
+        seed: u64,
+        random: fn(&mut Rng, usize) -> Vec<G::Source>,
+        reference: fn(&[G::Source], &[Q8K]) -> f32,
+    ) {
+        let mut rng = Rng(seed);
+        let quantize = (QK_K, Q8K::quantize as fn(&[f32]) -> Q8K);
+        reference_matches_candle::<_, _, C>(
             &mut rng,
-            random_q4k,
-            (QK_K, Q8K::quantize),
-            dot_q4k_portable,
+            random,
+            quantize,
+            reference,
             &[1, 2, 3, 16, 17],
         );
-        check_interleaved::<Q4KX16, _>(
-            &mut rng,
-            random_q4k,
-            (QK_K, Q8K::quantize),
-            dot_q4k_portable,
-        );
+        check_interleaved::<G, _>(&mut rng, random, quantize, reference);
+    }
+
+    #[test]
+    fn q4k_products_match_candle_and_the_reference() {
+        check_k_quant::<Q4KX16, BlockQ4K>(0x9e37_79b9_7f4a_7c15, random_q4k, dot_q4k_portable);
     }
 
     #[test]
@@ -1303,20 +1309,7 @@ mod tests {
 
     #[test]
     fn q6k_products_match_candle_and_the_reference() {
-        let mut rng = Rng(5);
-        reference_matches_candle::<_, _, BlockQ6K>(
-            &mut rng,
-            random_q6k,
-            (QK_K, Q8K::quantize),
-            dot_q6k_portable,
-            &[1, 2, 3, 16, 17],
-        );
-        check_interleaved::<Q6KX16, _>(
-            &mut rng,
-            random_q6k,
-            (QK_K, Q8K::quantize),
-            dot_q6k_portable,
-        );
+        check_k_quant::<Q6KX16, BlockQ6K>(5, random_q6k, dot_q6k_portable);
     }
 
     fn random_q8_0(rng: &mut Rng, n: usize) -> Vec<Q8_0> {
