@@ -556,6 +556,32 @@ mod avx512 {
     use super::{LANES, Q4KX16, Q6KX16, Q8_0, Q8_0Act, Q8_0PairAct, Q8_0X16, Q8K, QK_K};
     use std::arch::x86_64::*;
 
+    /// `start` plus tile `t`'s 16 columns (unsigned weights `w[t]`) times the 4
+    /// activations at `a + 4t`, broadcast to every lane: one `vpdpbusd` each, in
+    /// two chains so that one row alone (decode) is not bound by their latency.
+    ///
+    /// # Safety
+    /// `a` points to `4 * w.len()` activations.
+    #[target_feature(enable = "avx512f,avx512vnni")]
+    unsafe fn tiles(start: __m512i, w: &[__m512i], a: *const i8) -> __m512i {
+        let mut s = [start, _mm512_setzero_si512()];
+        for (t, w) in w.iter().enumerate() {
+            // SAFETY: 4 bytes at 4t, inside the caller's promise.
+            let four = unsafe { a.add(4 * t).cast::<i32>().read_unaligned() };
+            s[t % 2] = _mm512_dpbusd_epi32(s[t % 2], *w, _mm512_set1_epi32(four));
+        }
+        _mm512_add_epi32(s[0], s[1])
+    }
+
+    /// The 16 lanes of `v`, one per column.
+    #[target_feature(enable = "avx512f")]
+    fn lanes(v: __m512) -> [f32; LANES] {
+        let mut out = [0f32; LANES];
+        // SAFETY: stores the 16 floats of `out`.
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+        out
+    }
+
     /// Sixteen columns side by side, one per 32-bit lane. Per sub-block of 32
     /// inputs: four 64-byte loads give its eight tiles of unsigned weights, and each
     /// tile meets its 4 activations, broadcast to every lane, in one `vpdpbusd` (4
@@ -590,14 +616,7 @@ mod avx512 {
                     }
                     for r in 0..R {
                         let a = y[r].get_unchecked(b).qs.as_ptr().add(32 * j);
-                        // Two chains, so one row alone (decode) is not bound by
-                        // their latency.
-                        let mut s = [_mm512_setzero_si512(); 2];
-                        for (t, w) in w.iter().enumerate() {
-                            let a = _mm512_set1_epi32(a.add(4 * t).cast::<i32>().read_unaligned());
-                            s[t % 2] = _mm512_dpbusd_epi32(s[t % 2], *w, a);
-                        }
-                        let s = _mm512_add_epi32(s[0], s[1]);
+                        let s = tiles(_mm512_setzero_si512(), &w, a);
                         sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(s, sc));
                     }
                 }
@@ -625,12 +644,7 @@ mod avx512 {
                 }
             }
         }
-        std::array::from_fn(|r| {
-            let mut out = [0f32; LANES];
-            // SAFETY: stores the 16 floats of `out`.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc[r]) };
-            out
-        })
+        acc.map(|v| lanes(v))
     }
 
     /// Sixteen columns side by side, as [`dot_q4k_x16`]. Per 16 inputs: two
@@ -678,16 +692,8 @@ mod avx512 {
                     ];
                     for r in 0..R {
                         let y = y[r].get_unchecked(b);
-                        let a = y.qs.as_ptr().add(16 * j);
-                        let mut s = [
-                            _mm512_set1_epi32(-32 * *y.bsums.get_unchecked(j) as i32),
-                            _mm512_setzero_si512(),
-                        ];
-                        for (t, w) in w.iter().enumerate() {
-                            let a = _mm512_set1_epi32(a.add(4 * t).cast::<i32>().read_unaligned());
-                            s[t % 2] = _mm512_dpbusd_epi32(s[t % 2], *w, a);
-                        }
-                        let s = _mm512_add_epi32(s[0], s[1]);
+                        let start = _mm512_set1_epi32(-32 * *y.bsums.get_unchecked(j) as i32);
+                        let s = tiles(start, &w, y.qs.as_ptr().add(16 * j));
                         sums[r] = _mm512_add_epi32(sums[r], _mm512_mullo_epi32(s, sc));
                     }
                 }
@@ -699,12 +705,7 @@ mod avx512 {
                 }
             }
         }
-        std::array::from_fn(|r| {
-            let mut out = [0f32; LANES];
-            // SAFETY: stores the 16 floats of `out`.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc[r]) };
-            out
-        })
+        acc.map(|v| lanes(v))
     }
 
     /// Two blocks per 512-bit register. `vpdpbusd` multiplies unsigned by signed
@@ -795,12 +796,7 @@ mod avx512 {
                 }
             }
         }
-        std::array::from_fn(|r| {
-            let mut out = [0f32; LANES];
-            // SAFETY: stores the 16 floats of `out`.
-            unsafe { _mm512_storeu_ps(out.as_mut_ptr(), acc[r]) };
-            out
-        })
+        acc.map(|v| lanes(v))
     }
 
     /// [`Q8_0X16::interleave_plain`] with one gather per tile of 4 inputs.
