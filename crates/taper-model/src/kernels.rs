@@ -163,7 +163,7 @@ macro_rules! quant_dot {
 }
 
 /// Columns of a [`Q4KX16`].
-const LANES: usize = 16;
+pub(crate) const LANES: usize = 16;
 
 /// One super-block (256 inputs) of 16 columns' Q4_K weights, interleaved at load so
 /// that the kernel computes the 16 columns side by side on the 16 lanes of a

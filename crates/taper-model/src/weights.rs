@@ -1,8 +1,8 @@
 //! Where each weight lives: the tensor plan of an architecture (GGUF and Hugging
 //! Face names, shapes), and the readers that fetch tensors from GGUF or safetensors
 //! files (mapped into memory), so loading never holds a second copy of the model
-//! (a Q4_K matrix interleaved for our kernels replaces the file's pages it came
-//! from).
+//! (a Q4_K or Q6_K matrix interleaved for our kernels replaces the file's pages it
+//! came from).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -199,7 +199,8 @@ pub fn gguf_row_to_hf(r: usize, rows: usize, heads: usize) -> usize {
 #[derive(Debug, Clone)]
 pub enum Weight {
     /// Block-quantized (Q4_0, Q8_0, Q4_K, ...), read in place from the mapped file
-    /// (Q4_K interleaved at load where our kernels run): matmuls run on the blocks.
+    /// (Q4_K and Q6_K interleaved at load where our kernels run): matmuls run on the
+    /// blocks.
     Quantized(QuantMatrix),
     /// Dense f32, f16 or bf16.
     Dense(Tensor),
@@ -237,7 +238,7 @@ impl Weight {
     /// Bytes the weight occupies (in memory, or in the mapped file).
     pub fn bytes(&self) -> usize {
         match self {
-            Self::Quantized(q) => q.data.len,
+            Self::Quantized(q) => q.interleaved.as_ref().unwrap_or(&q.data).len,
             Self::Dense(t) => t.elem_count() * t.dtype().size_in_bytes(),
         }
     }
@@ -275,10 +276,15 @@ impl Mapped {
     fn copy_of(bytes: &[u8]) -> std::io::Result<Self> {
         let mut map = MmapMut::map_anon(bytes.len().max(1))?;
         map[..bytes.len()].copy_from_slice(bytes);
+        Self::anonymous(map, bytes.len())
+    }
+
+    /// The first `len` bytes of an anonymous map, made read-only.
+    fn anonymous(map: MmapMut, len: usize) -> std::io::Result<Self> {
         Ok(Self {
             map: Arc::new(map.make_read_only()?),
             start: 0,
-            len: bytes.len(),
+            len,
             file: false,
         })
     }
@@ -321,8 +327,8 @@ const BLOCK_ALIGN: usize = 4;
 
 /// A block-quantized matrix `[rows, cols]` read in place from the model file, so
 /// loading copies nothing and the resident memory is the file's pages; or, for
-/// Q4_K where our kernels run, interleaved at load into groups of 16 rows (the
-/// same bytes, the file's pages released). Cloning shares the data.
+/// Q4_K and Q6_K where our kernels run, interleaved at load into groups of 16 rows
+/// (the same bytes, the file's pages released). Cloning shares the data.
 #[derive(Clone)]
 pub struct QuantMatrix {
     kind: TensorType,
@@ -405,9 +411,9 @@ impl QuantMatrix {
         assert!(head.is_empty(), "anonymous maps are page-aligned");
         let blocks = self.blocks::<G::Source>();
         let per_row = blocks.len() / self.rows;
-        let groups_per_row = groups / self.rows.div_ceil(16);
+        let groups_per_row = groups / self.rows.div_ceil(kernels::LANES);
         let row_bytes = self.data.len / self.rows;
-        let slab = (SLAB / row_bytes.max(1)).next_multiple_of(16);
+        let slab = (SLAB / row_bytes.max(1)).next_multiple_of(kernels::LANES);
         for first in (0..self.rows).step_by(slab) {
             let end = self.rows.min(first + slab);
             let bytes = first * row_bytes..end * row_bytes;
@@ -415,16 +421,12 @@ impl QuantMatrix {
             kernels::interleave(
                 &blocks[first * per_row..end * per_row],
                 end - first,
-                &mut out[first / 16 * groups_per_row..end.div_ceil(16) * groups_per_row],
+                &mut out[first / kernels::LANES * groups_per_row
+                    ..end.div_ceil(kernels::LANES) * groups_per_row],
             );
             self.data.release(bytes);
         }
-        Ok(Mapped {
-            map: Arc::new(map.make_read_only().map_err(|e| Error::io(name, e))?),
-            start: 0,
-            len,
-            file: false,
-        })
+        Mapped::anonymous(map, len).map_err(|e| Error::io(name, e))
     }
 
     /// The data as blocks of `T`, one of the block types (plain old data).
