@@ -9,7 +9,7 @@ use llguidance::Matcher;
 use llguidance::api::TopLevelGrammar;
 
 use crate::constraint::{Constraint, TurnState};
-use crate::env::TokenEnv;
+use crate::env::{Template, TokenEnv};
 use crate::error::{GrammarError, ParseError};
 use crate::markers::{ARGS_CLOSE, ARGS_OPEN, CALL_JOIN, CALL_TYPE, Marker, Markers};
 use crate::parse::{self, Turn};
@@ -20,15 +20,23 @@ struct Compiled {
     env: TokenEnv,
     /// The fresh parser; each constraint starts from a clone (clones share the lexer's
     /// caches, so later constraints are faster).
-    template: Mutex<Matcher>,
+    template: Template,
 }
 
 impl Compiled {
+    /// Compiles `lark`, or takes it from the environment's cache.
     fn new(env: &TokenEnv, lark: String) -> Result<Self, GrammarError> {
+        if let Some(template) = env.cached_grammar(&lark) {
+            tracing::debug!("grammar taken from the cache");
+            return Ok(Compiled {
+                env: env.clone(),
+                template,
+            });
+        }
         let start = Instant::now();
         let parser = env
             .factory()
-            .create_parser(TopLevelGrammar::from_lark(lark))
+            .create_parser(TopLevelGrammar::from_lark(lark.clone()))
             .map_err(|e| GrammarError::Compile(e.to_string()))?;
         let mut matcher = Matcher::new(Ok(parser));
         if let Some(e) = matcher.get_error() {
@@ -41,9 +49,11 @@ impl Compiled {
             elapsed_ms = start.elapsed().as_secs_f64() * 1e3,
             "grammar compiled"
         );
+        let template = Arc::new(Mutex::new(matcher));
+        env.cache_grammar(lark, template.clone());
         Ok(Compiled {
             env: env.clone(),
-            template: Mutex::new(matcher),
+            template,
         })
     }
 
@@ -497,4 +507,86 @@ fn turn_lark(b: &TurnGrammarBuilder, m: &Markers, mode: Mode) -> String {
         }
     }
     g
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::CACHED_GRAMMARS;
+
+    fn env() -> TokenEnv {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/cache/r1_qwen3.tokenizer.json"
+        );
+        let tokenizer = tokenizers::Tokenizer::from_file(path)
+            .expect("tokenizer fixture: run scripts/fetch-fixtures.sh");
+        let eos = tokenizer
+            .token_to_id("<｜end▁of▁sentence｜>")
+            .expect("R1 has an EOS");
+        TokenEnv::new(&tokenizer, 151_936, eos).expect("token env builds")
+    }
+
+    fn schema(n: usize) -> JsonSchema {
+        JsonSchema::new(serde_json::json!({
+            "type": "object",
+            "properties": { format!("field_{n}"): { "type": "integer" } },
+            "required": [format!("field_{n}")],
+        }))
+        .expect("a plain schema")
+    }
+
+    fn same(a: &Compiled, b: &Compiled) -> bool {
+        Arc::ptr_eq(&a.template, &b.template)
+    }
+
+    #[test]
+    fn a_grammar_compiled_again_comes_from_the_cache_and_starts_fresh() {
+        let env = env();
+        let builder = || TurnGrammar::builder(&env).tool("calc", schema(0));
+        let first = builder().build().expect("compiles");
+        let mut used = first.constraint();
+        let prefix = env.tokenize(b"some thoughts");
+        for &token in &prefix {
+            used.commit(token).expect("free text in the reasoning");
+        }
+        let again = builder().build().expect("compiles");
+        assert!(same(&first.compiled, &again.compiled));
+        let other = TurnGrammar::builder(&env)
+            .tool("calc", schema(0))
+            .require_tool_call(true)
+            .build()
+            .expect("compiles");
+        assert!(!same(&first.compiled, &other.compiled));
+
+        // The cached parser is the fresh one, not the one a constraint advanced: both
+        // grammars' new constraints take the same text from the start.
+        for grammar in [&first, &again] {
+            let mut fresh = grammar.constraint();
+            for &token in &prefix {
+                fresh.commit(token).expect("free text in the reasoning");
+            }
+            assert_eq!(fresh.tokens(), used.tokens());
+        }
+    }
+
+    #[test]
+    fn the_cache_keeps_the_most_recently_used_grammars() {
+        let env = env();
+        let compile = |n: usize| {
+            JsonGrammar::new(&env, &schema(n))
+                .expect("compiles")
+                .compiled
+        };
+        let kept: Vec<Arc<Compiled>> = (0..CACHED_GRAMMARS).map(compile).collect();
+        // Using grammar 0 again makes grammar 1 the least recently used.
+        assert!(same(&kept[0], &compile(0)));
+        let newest = compile(CACHED_GRAMMARS);
+        assert!(same(&newest, &compile(CACHED_GRAMMARS)));
+        assert!(same(&kept[0], &compile(0)));
+        assert!(!same(&kept[1], &compile(1)), "grammar 1 was dropped");
+        for (n, grammar) in kept.iter().enumerate().skip(3) {
+            assert!(same(grammar, &compile(n)), "grammar {n} was kept");
+        }
+    }
 }

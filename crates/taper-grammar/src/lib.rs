@@ -24,7 +24,7 @@ mod parse;
 mod schema;
 
 pub use constraint::{Commit, Constraint};
-pub use env::TokenEnv;
+pub use env::{CACHED_GRAMMARS, TokenEnv};
 pub use error::{ConstraintError, GrammarError, ParseError, SchemaError, TokenEnvError};
 pub use grammar::{AnswerFormat, JsonGrammar, TurnGrammar, TurnGrammarBuilder};
 pub use parse::{Answer, ToolCall, Turn, TurnOutcome};
