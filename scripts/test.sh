@@ -4,3 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/fetch-fixtures.sh
 cargo test --workspace "$@"
+# The decoder's unit tests again with its lower kernel levels (AVX2 alone; candle's
+# kernels), which an AVX-512 machine would otherwise never run.
+for level in avx2 none; do
+  TAPER_KERNELS=$level cargo test -p taper-model --lib
+done

@@ -1,5 +1,6 @@
-//! Quantized matrix products with our own SIMD kernels (AVX-512 VNNI, detected at
-//! run time): Q4_K, Q6_K and Q8_0 weights times activations quantized to 8 bits.
+//! Quantized matrix products with our own SIMD kernels (AVX-512 VNNI, and AVX2 for
+//! Q4_K and Q6_K; detected at run time): Q4_K, Q6_K and Q8_0 weights times
+//! activations quantized to 8 bits.
 //! Q4_K and Q6_K are interleaved at load into groups of 16 columns ([`Q4KX16`],
 //! [`Q6KX16`]: the idea of llama.cpp's `block_q4_Kx8` repacking, our own layouts),
 //! so that one pass computes 16 columns on the lanes of a register and a decode
@@ -17,9 +18,14 @@
 //! `d * scale[j] * (q - 32)` for its group `j` of 16, so the `- 32` also goes
 //! through `bsums`. A Q8_0 block is 32 weights `d * q`.
 //!
-//! Where the CPU lacks these features the caller keeps candle's kernels (AVX2 or
-//! portable) on the blocks as stored. Each kernel is tested against a plain
-//! reference, itself checked against candle's own `vec_dot`, on random blocks.
+//! With AVX2 but not AVX-512 ([`Level::Avx2`]), nothing is interleaved at load:
+//! decode keeps candle's AVX2 kernels on the blocks as stored (as fast as ours
+//! there: one row streams the weights either way), and a Q4_K or Q6_K prefill
+//! interleaves task by task for our AVX2 kernels (`vpmaddubsw`; about 1.5x
+//! candle's on 64 rows). Without AVX2 and FMA the caller keeps candle's portable
+//! kernels. [`KERNELS_ENV`] lowers the level, to compare them on one machine. Each
+//! kernel is tested against a plain reference, itself checked against candle's own
+//! `vec_dot`, on random blocks.
 
 use rayon::prelude::*;
 
@@ -127,38 +133,67 @@ pub(crate) trait QuantDot: Copy + Send + Sync + Sized {
     const WIDTH: usize;
     /// One dot product per column of a block: `[f32; WIDTH]`.
     type Out: AsRef<[f32]>;
+    /// Whether there is an AVX2 kernel (there is always an AVX-512 one).
+    const AVX2: bool;
     /// Quantizes `BLOCK` activations.
     fn quantize(x: &[f32]) -> Self::Act;
     /// `<x, y[r]>` for `R` activation rows of `x.len()` blocks each (one result
-    /// per column of the blocks), each weight block unpacked once for all rows.
+    /// per column of the blocks), each weight block unpacked once for all rows, by
+    /// the kernel for `level`.
     ///
     /// # Safety
-    /// The CPU must have the features [`avx512`] checks; every row has `x.len()`
-    /// blocks.
-    unsafe fn dot<const R: usize>(x: &[Self], y: [&[Self::Act]; R]) -> [Self::Out; R];
+    /// The CPU runs `level` (it is at most [`level`]) and the type has a kernel for
+    /// it ([`runs_at`]); every row has `x.len()` blocks.
+    unsafe fn dot<const R: usize>(level: Level, x: &[Self], y: [&[Self::Act]; R])
+    -> [Self::Out; R];
+}
+
+/// Whether `W` has a kernel for `level`.
+pub(crate) fn runs_at<W: QuantDot>(level: Level) -> bool {
+    level == Level::Avx512 || W::AVX2
 }
 
 /// Implements [`QuantDot`] for a weight block type: its activation block, weights
-/// per block, columns per block, the activations' quantizer and the AVX-512 kernel
-/// in `avx512`.
+/// per block, columns per block, the activations' quantizer, the AVX-512 kernel in
+/// `avx512` and, if there is one, the AVX2 kernel in `avx2`.
 macro_rules! quant_dot {
-    ($block:ty, $act:ty, $n:expr, $width:expr, $quantize:path, $kernel:ident) => {
+    ($block:ty, $act:ty, $n:expr, $width:expr, $quantize:path, $kernel:ident $(, $avx2:ident)?) => {
         impl QuantDot for $block {
             type Act = $act;
             const BLOCK: usize = $n;
             const WIDTH: usize = $width;
             type Out = [f32; $width];
+            const AVX2: bool = quant_dot!(@has $($avx2)?);
             fn quantize(x: &[f32]) -> $act {
                 $quantize(x)
             }
-            unsafe fn dot<const R: usize>(x: &[Self], y: [&[$act]; R]) -> [[f32; $width]; R] {
-                // SAFETY: the caller's promise.
+            unsafe fn dot<const R: usize>(
+                level: Level,
+                x: &[Self],
+                y: [&[$act]; R],
+            ) -> [[f32; $width]; R] {
                 #[cfg(target_arch = "x86_64")]
-                return unsafe { avx512::$kernel(x, y) };
+                {
+                    $(
+                        if level == Level::Avx2 {
+                            // SAFETY: the caller's promise.
+                            return unsafe { avx2::$avx2(x, y) };
+                        }
+                    )?
+                    debug_assert_eq!(level, Level::Avx512, "no kernel for {level:?}");
+                    // SAFETY: the caller's promise.
+                    return unsafe { avx512::$kernel(x, y) };
+                }
                 #[cfg(not(target_arch = "x86_64"))]
-                unreachable!("avx512() is false off x86_64, so no kernel is called")
+                unreachable!("level() is None off x86_64, so no kernel is called ({level:?})")
             }
         }
+    };
+    (@has $avx2:ident) => {
+        true
+    };
+    (@has) => {
+        false
     };
 }
 
@@ -270,7 +305,15 @@ impl Interleaved for Q4KX16 {
     }
 }
 
-quant_dot!(Q4KX16, Q8K, QK_K, LANES, Q8K::quantize, dot_q4k_x16);
+quant_dot!(
+    Q4KX16,
+    Q8K,
+    QK_K,
+    LANES,
+    Q8K::quantize,
+    dot_q4k_x16,
+    dot_q4k_x16
+);
 
 /// A Q6_K block as stored (ggml's `block_q6_K`: 210 bytes): per weight 4 low bits
 /// in `ql` and 2 high bits in `qh`, stored plus 32; one signed scale per 16.
@@ -362,7 +405,15 @@ fn q6k_weights(x: &Q6K) -> [u8; QK_K] {
     q
 }
 
-quant_dot!(Q6KX16, Q8K, QK_K, LANES, Q8K::quantize, dot_q6k_x16);
+quant_dot!(
+    Q6KX16,
+    Q8K,
+    QK_K,
+    LANES,
+    Q8K::quantize,
+    dot_q6k_x16,
+    dot_q6k_x16
+);
 
 /// Plain Rust, weight by weight as ggml's `dequantize_row_q6_K` lays them out: the
 /// reference the Q6_K kernel is tested against.
@@ -904,23 +955,252 @@ mod avx512 {
     }
 }
 
-/// Whether this CPU runs our AVX-512 kernels (checked once).
-pub(crate) fn avx512() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512vnni")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("fma")
-                && std::arch::is_x86_feature_detected!("f16c")
+/// The Q4_K and Q6_K kernels for CPUs with AVX2 but not AVX-512: the same
+/// interleaved groups, each 16 columns in two 8-lane halves. Without VNNI a tile's
+/// products go through `vpmaddubsw` (pairs of unsigned weights times signed
+/// activations, summed into 16 bits) and `vpmaddwd` (pairs of 16-bit values into
+/// 32 bits); the weights are small enough that several tiles add up in 16 bits
+/// before widening.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::{LANES, Q4KX16, Q6KX16, Q8K, QK_K};
+    use std::arch::x86_64::*;
+
+    /// Columns per half of a group.
+    const HALF: usize = LANES / 2;
+
+    /// The 4 activations at `a`, in every 32-bit lane.
+    ///
+    /// # Safety
+    /// `a` points to 4 bytes.
+    #[target_feature(enable = "avx2")]
+    unsafe fn four(a: *const i8) -> __m256i {
+        // SAFETY: the caller's promise.
+        _mm256_set1_epi32(unsafe { a.cast::<i32>().read_unaligned() })
+    }
+
+    /// The 16 lanes of two halves, one per column.
+    #[target_feature(enable = "avx")]
+    fn lanes([lo, hi]: [__m256; 2]) -> [f32; LANES] {
+        let mut out = [0f32; LANES];
+        // SAFETY: two stores of 8 floats into the 16 of `out`.
+        unsafe {
+            _mm256_storeu_ps(out.as_mut_ptr(), lo);
+            _mm256_storeu_ps(out.as_mut_ptr().add(HALF), hi);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        false
+        out
+    }
+
+    /// [`super::avx512::dot_q4k_x16`] on 8 columns at a time. Per sub-block of 32
+    /// inputs, each of its 8 tiles meets its 4 activations in one `vpmaddubsw`
+    /// (two products of at most 15 * 128 per 16-bit lane) and the 8 add up in 16
+    /// bits (at most 8 * 3840 = 30720); one `vpmaddwd` against the columns'
+    /// scales, doubled into both 16-bit halves of a lane, widens them scaled. The
+    /// mins meet the activations' sub-block sums in `vpmaddwd`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q4k_x16<const R: usize>(
+        x: &[Q4KX16],
+        y: [&[Q8K]; R],
+    ) -> [[f32; LANES]; R] {
+        let nibble = _mm256_set1_epi8(0x0f);
+        let mut acc = [[_mm256_setzero_ps(); R]; 2];
+        // SAFETY: every load reads inside a block (8 scales at 16j + 8h, 32 bytes at
+        // 64g + 32h of the 2048 weight bytes, 16 mins at 32p + 16h, 8 d and dmin at
+        // 8h) or an activation block (4 bytes at 32j + 4t of its 256, 2 sums at 2p
+        // of its 8), and the caller passes rows of `x.len()` blocks; the features
+        // are the caller's promise.
+        for (b, x) in x.iter().enumerate() {
+            for (h, acc) in acc.iter_mut().enumerate() {
+                unsafe {
+                    let mut sums = [_mm256_setzero_si256(); R];
+                    for j in 0..8 {
+                        let sc = _mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                            x.scales.as_ptr().add(16 * j + HALF * h).cast(),
+                        ));
+                        let sc = _mm256_or_si256(sc, _mm256_slli_epi32::<16>(sc));
+                        let mut w = [_mm256_setzero_si256(); 8];
+                        for g in 0..4 {
+                            let q = _mm256_loadu_si256(
+                                x.qs.as_ptr().add(64 * (4 * j + g) + 32 * h).cast(),
+                            );
+                            w[2 * g] = _mm256_and_si256(q, nibble);
+                            w[2 * g + 1] = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nibble);
+                        }
+                        for r in 0..R {
+                            let a = y[r].get_unchecked(b).qs.as_ptr().add(32 * j);
+                            let mut s = _mm256_setzero_si256();
+                            for (t, w) in w.iter().enumerate() {
+                                s = _mm256_add_epi16(
+                                    s,
+                                    _mm256_maddubs_epi16(*w, four(a.add(4 * t))),
+                                );
+                            }
+                            sums[r] = _mm256_add_epi32(sums[r], _mm256_madd_epi16(s, sc));
+                        }
+                    }
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(x.d.as_ptr().add(HALF * h).cast()));
+                    let dmin =
+                        _mm256_cvtph_ps(_mm_loadu_si128(x.dmin.as_ptr().add(HALF * h).cast()));
+                    let mins: [__m256i; 4] = std::array::from_fn(|p| {
+                        _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                            x.mins.as_ptr().add(32 * p + 2 * HALF * h).cast(),
+                        ))
+                    });
+                    for r in 0..R {
+                        let y = y[r].get_unchecked(b);
+                        let mut m = _mm256_setzero_si256();
+                        for (p, mins) in mins.iter().enumerate() {
+                            let pair = four(y.sub_sums.as_ptr().add(2 * p).cast());
+                            m = _mm256_add_epi32(m, _mm256_madd_epi16(*mins, pair));
+                        }
+                        let main = _mm256_mul_ps(_mm256_cvtepi32_ps(sums[r]), d);
+                        let mins = _mm256_mul_ps(_mm256_cvtepi32_ps(m), dmin);
+                        acc[r] =
+                            _mm256_fmadd_ps(_mm256_sub_ps(main, mins), _mm256_set1_ps(y.d), acc[r]);
+                    }
+                }
+            }
+        }
+        std::array::from_fn(|r| lanes([acc[0][r], acc[1][r]]))
+    }
+
+    /// [`super::avx512::dot_q6k_x16`] on 8 columns at a time: per 16 inputs, two
+    /// tiles' `vpmaddubsw` add up in 16 bits (at most 2 * 2 * 63 * 128 = 32256)
+    /// before `vpmaddwd` widens them; the `-32` offset and the columns' signed
+    /// scales are applied in 32 bits, as there.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn dot_q6k_x16<const R: usize>(
+        x: &[Q6KX16],
+        y: [&[Q8K]; R],
+    ) -> [[f32; LANES]; R] {
+        let nibble = _mm256_set1_epi8(0x0f);
+        let high = _mm256_set1_epi8(0x30);
+        let ones = _mm256_set1_epi16(1);
+        let mut acc = [[_mm256_setzero_ps(); R]; 2];
+        // (low nibble) | (bits 4-5 moved into place & 0x30).
+        let merge = |lo: __m256i, h: __m256i| _mm256_or_si256(lo, _mm256_and_si256(h, high));
+        // SAFETY: every load reads inside a block (8 scales at 16j + 8h, 32 bytes at
+        // 32h of each 64 of run j of the 3072 weight bytes, 8 d at 8h) or an
+        // activation block (4 bytes at 16j + 4t of its 256, its 16 bsums), and the
+        // caller passes rows of `x.len()` blocks; the features are the caller's
+        // promise.
+        for (b, x) in x.iter().enumerate() {
+            for (h, acc) in acc.iter_mut().enumerate() {
+                unsafe {
+                    let mut sums = [_mm256_setzero_si256(); R];
+                    for j in 0..QK_K / 16 {
+                        let sc = _mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                            x.scales.as_ptr().add(16 * j + HALF * h).cast(),
+                        ));
+                        let run = x.qs.as_ptr().add(192 * j + 32 * h);
+                        let lo0 = _mm256_loadu_si256(run.cast());
+                        let lo1 = _mm256_loadu_si256(run.add(64).cast());
+                        let hb = _mm256_loadu_si256(run.add(128).cast());
+                        let w = [
+                            merge(_mm256_and_si256(lo0, nibble), _mm256_slli_epi16::<4>(hb)),
+                            merge(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(lo0), nibble),
+                                _mm256_slli_epi16::<2>(hb),
+                            ),
+                            merge(_mm256_and_si256(lo1, nibble), hb),
+                            merge(
+                                _mm256_and_si256(_mm256_srli_epi16::<4>(lo1), nibble),
+                                _mm256_srli_epi16::<2>(hb),
+                            ),
+                        ];
+                        for r in 0..R {
+                            let y = y[r].get_unchecked(b);
+                            let a = y.qs.as_ptr().add(16 * j);
+                            let pair = |t: usize| {
+                                _mm256_add_epi16(
+                                    _mm256_maddubs_epi16(w[t], four(a.add(4 * t))),
+                                    _mm256_maddubs_epi16(w[t + 1], four(a.add(4 * t + 4))),
+                                )
+                            };
+                            let s = _mm256_add_epi32(
+                                _mm256_madd_epi16(pair(0), ones),
+                                _mm256_madd_epi16(pair(2), ones),
+                            );
+                            let start = _mm256_set1_epi32(-32 * *y.bsums.get_unchecked(j) as i32);
+                            let s = _mm256_add_epi32(s, start);
+                            sums[r] = _mm256_add_epi32(sums[r], _mm256_mullo_epi32(s, sc));
+                        }
+                    }
+                    let d = _mm256_cvtph_ps(_mm_loadu_si128(x.d.as_ptr().add(HALF * h).cast()));
+                    for r in 0..R {
+                        let dy = _mm256_set1_ps(y[r].get_unchecked(b).d);
+                        acc[r] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(sums[r]),
+                            _mm256_mul_ps(d, dy),
+                            acc[r],
+                        );
+                    }
+                }
+            }
+        }
+        std::array::from_fn(|r| lanes([acc[0][r], acc[1][r]]))
+    }
+}
+
+/// The instruction sets our kernels come in, lowest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    /// AVX2 with FMA and F16C (x86-64 since 2013-2015): Q4_K and Q6_K.
+    Avx2,
+    /// AVX-512 F/BW/VL with VNNI (and AVX2, FMA, F16C): every kernel.
+    Avx512,
+}
+
+/// Environment variable that lowers the kernels used below what the CPU runs:
+/// `avx2`, or `none` for candle's kernels everywhere (to measure one against the
+/// other on one machine).
+pub const KERNELS_ENV: &str = "TAPER_KERNELS";
+
+/// The highest [`Level`] this CPU runs, as lowered by [`KERNELS_ENV`], or `None`
+/// where it runs none (the caller keeps candle's kernels). Checked once.
+pub(crate) fn level() -> Option<Level> {
+    static LEVEL: std::sync::OnceLock<Option<Level>> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cpu = detected();
+        let cap = match std::env::var(KERNELS_ENV).as_deref() {
+            Ok("none") => None,
+            Ok("avx2") => Some(Level::Avx2),
+            Ok("avx512") | Err(_) => Some(Level::Avx512),
+            Ok(other) => {
+                tracing::warn!(
+                    value = other,
+                    "unknown {KERNELS_ENV} (avx512, avx2, none): ignored"
+                );
+                Some(Level::Avx512)
+            }
+        };
+        let level = cpu.min(cap);
+        tracing::debug!(?level, "quantized kernels");
+        level
     })
+}
+
+/// The highest [`Level`] the CPU has.
+fn detected() -> Option<Level> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        if !(has!("avx2") && has!("fma") && has!("f16c")) {
+            return None;
+        }
+        if has!("avx512f") && has!("avx512bw") && has!("avx512vl") && has!("avx512vnni") {
+            return Some(Level::Avx512);
+        }
+        Some(Level::Avx2)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
+/// Whether our AVX-512 kernels run (this CPU has them and [`KERNELS_ENV`] does not
+/// lower them).
+pub(crate) fn avx512() -> bool {
+    level() == Some(Level::Avx512)
 }
 
 /// Output columns (weight rows) per task: a task's weights (2.3 KB per column of
@@ -936,18 +1216,37 @@ const ROWS: usize = 64;
 /// the columns over rayon's pool.
 pub(crate) fn matmul<W: QuantDot>(
     lhs: &[f32],
+    dims: (usize, usize, usize),
+    rhs: &[W],
+    parallel: bool,
+) -> Option<Vec<f32>> {
+    matmul_at(level()?, lhs, dims, rhs, parallel)
+}
+
+/// [`matmul`] with the kernels of `level` (at most [`level`]).
+fn matmul_at<W: QuantDot>(
+    level: Level,
+    lhs: &[f32],
     (m, k, n): (usize, usize, usize),
     rhs: &[W],
     parallel: bool,
 ) -> Option<Vec<f32>> {
     let groups = n.div_ceil(W::WIDTH);
-    if !avx512() || k % W::BLOCK != 0 || lhs.len() != m * k || rhs.len() * W::BLOCK != groups * k {
+    if !runs_at::<W>(level)
+        || k % W::BLOCK != 0
+        || lhs.len() != m * k
+        || rhs.len() * W::BLOCK != groups * k
+    {
         return None;
     }
     let blocks = k / W::BLOCK;
-    Some(product::<W>(lhs, (m, k, n), parallel, |first, end, run| {
-        run(&rhs[first * blocks..end * blocks])
-    }))
+    Some(product::<W>(
+        level,
+        lhs,
+        (m, k, n),
+        parallel,
+        |first, end, run| run(&rhs[first * blocks..end * blocks]),
+    ))
 }
 
 /// [`matmul`] on blocks as stored (`n` rows of `k`) through an interleaved kernel
@@ -956,41 +1255,64 @@ pub(crate) fn matmul<W: QuantDot>(
 /// kernel's speed and no copy of the matrix is kept.
 pub(crate) fn matmul_interleaving<G: Interleaved>(
     lhs: &[f32],
+    dims: (usize, usize, usize),
+    rhs: &[G::Source],
+    parallel: bool,
+) -> Option<Vec<f32>> {
+    matmul_interleaving_at::<G>(level()?, lhs, dims, rhs, parallel)
+}
+
+/// [`matmul_interleaving`] with the kernels of `level` (at most [`level`]).
+fn matmul_interleaving_at<G: Interleaved>(
+    level: Level,
+    lhs: &[f32],
     (m, k, n): (usize, usize, usize),
     rhs: &[G::Source],
     parallel: bool,
 ) -> Option<Vec<f32>> {
     let units = k / G::BLOCK;
-    if !avx512() || k % G::BLOCK != 0 || lhs.len() != m * k || rhs.len() != n * units * G::UNIT {
+    if !runs_at::<G>(level)
+        || k % G::BLOCK != 0
+        || lhs.len() != m * k
+        || rhs.len() != n * units * G::UNIT
+    {
         return None;
     }
     thread_local! {
         /// Bytes for one task's interleaved groups.
         static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
-    Some(product::<G>(lhs, (m, k, n), parallel, |first, end, run| {
-        let cols = LANES * first..n.min(LANES * end);
-        let source = &rhs[cols.start * units * G::UNIT..cols.end * units * G::UNIT];
-        let bytes = (end - first) * units * std::mem::size_of::<G>();
-        BUFFER.with_borrow_mut(|buffer| {
-            buffer.resize(bytes + std::mem::align_of::<G>(), 0);
-            // SAFETY: the groups are plain old data (integers and f16 bits), so any
-            // bytes are a valid value; `align_to_mut` only yields aligned values.
-            let (_, groups, _) = unsafe { buffer.align_to_mut::<G>() };
-            let groups = &mut groups[..(end - first) * units];
-            for (g, out) in groups.chunks_exact_mut(units).enumerate() {
-                let source = &source[LANES * g * units * G::UNIT..];
-                interleave_group(source, cols.len() - LANES * g, out);
-            }
-            run(groups);
-        });
-    }))
+    Some(product::<G>(
+        level,
+        lhs,
+        (m, k, n),
+        parallel,
+        |first, end, run| {
+            let cols = LANES * first..n.min(LANES * end);
+            let source = &rhs[cols.start * units * G::UNIT..cols.end * units * G::UNIT];
+            let bytes = (end - first) * units * std::mem::size_of::<G>();
+            BUFFER.with_borrow_mut(|buffer| {
+                buffer.resize(bytes + std::mem::align_of::<G>(), 0);
+                // SAFETY: the groups are plain old data (integers and f16 bits), so any
+                // bytes are a valid value; `align_to_mut` only yields aligned values.
+                let (_, groups, _) = unsafe { buffer.align_to_mut::<G>() };
+                let groups = &mut groups[..(end - first) * units];
+                for (g, out) in groups.chunks_exact_mut(units).enumerate() {
+                    let source = &source[LANES * g * units * G::UNIT..];
+                    interleave_group(source, cols.len() - LANES * g, out);
+                }
+                run(groups);
+            });
+        },
+    ))
 }
 
-/// The tiled product behind [`matmul`] and [`matmul_interleaving`]: tasks of
-/// [`COLS`] columns, each given its groups `first..end` (of `k / W::BLOCK` blocks
-/// each) by `groups(first, end, run)`, which calls `run` on them.
+/// The tiled product behind [`matmul`] and [`matmul_interleaving`], by the kernels
+/// of `level` (the callers checked that they run): tasks of [`COLS`] columns, each
+/// given its groups `first..end` (of `k / W::BLOCK` blocks each) by
+/// `groups(first, end, run)`, which calls `run` on them.
 fn product<W: QuantDot>(
+    level: Level,
     lhs: &[f32],
     (m, k, n): (usize, usize, usize),
     parallel: bool,
@@ -1025,22 +1347,22 @@ fn product<W: QuantDot>(
                     let mut r = rows.start;
                     while r + 8 <= rows.end {
                         let eight: [_; 8] = std::array::from_fn(|i| row(r + i));
-                        // SAFETY: the callers checked the CPU's features
-                        // (`avx512()`); each row has `blocks` blocks, as `group`.
-                        let v = unsafe { W::dot(group, eight) };
+                        // SAFETY: the callers checked that `W` runs at `level`
+                        // on this CPU; each row has `blocks` blocks, as `group`.
+                        let v = unsafe { W::dot(level, group, eight) };
                         (0..8).for_each(|i| put(r + i, g, &v[i]));
                         r += 8;
                     }
                     while r + 4 <= rows.end {
                         let four: [_; 4] = std::array::from_fn(|i| row(r + i));
                         // SAFETY: as above.
-                        let v = unsafe { W::dot(group, four) };
+                        let v = unsafe { W::dot(level, group, four) };
                         (0..4).for_each(|i| put(r + i, g, &v[i]));
                         r += 4;
                     }
                     for r in r..rows.end {
                         // SAFETY: as above.
-                        let [v] = unsafe { W::dot(group, [row(r)]) };
+                        let [v] = unsafe { W::dot(level, group, [row(r)]) };
                         put(r, g, &v);
                     }
                 }
@@ -1209,9 +1531,9 @@ mod tests {
             let w = random(rng, n * blocks);
             let groups = interleaved::<G>(&w, n, k);
             let a: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
-            for parallel in [false, true] {
-                let Some(got) = matmul(&a, (m, k, n), &groups, parallel) else {
-                    assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
+            for (level, parallel) in levels().into_iter().flat_map(|l| [(l, false), (l, true)]) {
+                let Some(got) = matmul_at(level, &a, (m, k, n), &groups, parallel) else {
+                    assert!(!runs_at::<G>(level), "the {level:?} kernel must run");
                     continue;
                 };
                 assert_eq!(got.len(), m * n);
@@ -1219,7 +1541,7 @@ mod tests {
                     reference(&w[c * blocks..(c + 1) * blocks], y)
                 });
                 // The same, interleaving the stored blocks task by task.
-                let got = matmul_interleaving::<G>(&a, (m, k, n), &w, parallel)
+                let got = matmul_interleaving_at::<G>(level, &a, (m, k, n), &w, parallel)
                     .expect("the CPU has the kernel (checked above)");
                 check_product(&a, (m, k, n), (block, quantize), &got, |c, y| {
                     reference(&w[c * blocks..(c + 1) * blocks], y)
@@ -1228,8 +1550,26 @@ mod tests {
         }
         let w = random(rng, G::UNIT);
         let groups = interleaved::<G>(&w, 1, G::BLOCK);
-        assert!(matmul(&[0.0; 100], (1, 100, 1), &groups, false).is_none());
-        assert!(matmul_interleaving::<G>(&[0.0; 100], (1, 100, 1), &w, false).is_none());
+        for level in levels() {
+            assert!(matmul_at(level, &[0.0; 100], (1, 100, 1), &groups, false).is_none());
+            let odd = matmul_interleaving_at::<G>(level, &[0.0; 100], (1, 100, 1), &w, false);
+            assert!(odd.is_none());
+        }
+    }
+
+    /// Every [`Level`] this CPU runs, whatever [`KERNELS_ENV`] says.
+    fn levels() -> Vec<Level> {
+        [Level::Avx2, Level::Avx512]
+            .into_iter()
+            .filter(|&l| detected() >= Some(l))
+            .collect()
+    }
+
+    #[test]
+    fn only_the_k_quants_have_avx2_kernels() {
+        assert!(runs_at::<Q4KX16>(Level::Avx2) && runs_at::<Q6KX16>(Level::Avx2));
+        assert!(!runs_at::<Q8_0>(Level::Avx2) && !runs_at::<Q8_0X16>(Level::Avx2));
+        assert!(runs_at::<Q8_0>(Level::Avx512) && runs_at::<Q8_0X16>(Level::Avx512));
     }
 
     /// A K-quant's plain reference against candle's `vec_dot` (layout `C`), then its
@@ -1341,8 +1681,9 @@ mod tests {
                 let w = random_q8_0(&mut rng, n * blocks);
                 let lhs: Vec<f32> = (0..m * k).map(|_| rng.f32()).collect();
                 for parallel in [false, true] {
-                    let Some(got) = matmul(&lhs, (m, k, n), &w, parallel) else {
-                        assert!(!avx512(), "the kernel must run where the CPU has AVX-512");
+                    let Some(got) = matmul_at(Level::Avx512, &lhs, (m, k, n), &w, parallel)
+                        .filter(|_| detected() == Some(Level::Avx512))
+                    else {
                         continue;
                     };
                     check_product(&lhs, (m, k, n), (32, Q8_0Act::quantize), &got, |c, y| {

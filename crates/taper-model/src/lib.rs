@@ -30,6 +30,7 @@ mod writer;
 
 pub use config::{Architecture, ModelConfig, RopeScaling};
 pub use error::{Error, Result};
+pub use kernels::KERNELS_ENV;
 pub use model::{
     CacheOptions, KvCache, KvDtype, LoadOptions, Logits, LogitsFor, Model, ProgressFn,
     available_memory, peak_rss,

@@ -382,6 +382,8 @@ impl QuantMatrix {
     /// original. Anything else has its pages read in now.
     fn for_products(mut self, name: &str) -> Result<Self> {
         self.interleaved = match self.kind {
+            // With AVX2 alone, decode keeps candle's kernels on the blocks as stored
+            // (as fast as ours there) and a prefill interleaves as it goes.
             _ if !kernels::avx512() => None,
             TensorType::Q4K => Some(self.interleave::<kernels::Q4KX16>(name)?),
             TensorType::Q6K => Some(self.interleave::<kernels::Q6KX16>(name)?),
@@ -927,12 +929,24 @@ fn product<T: GgmlType>(
             Some(groups) => {
                 kernels::matmul(lhs, (m, k, n), groups.blocks::<kernels::Q4KX16>(), parallel)
             }
+            None if m >= INTERLEAVE_ROWS => kernels::matmul_interleaving::<kernels::Q4KX16>(
+                lhs,
+                (m, k, n),
+                q.blocks(),
+                parallel,
+            ),
             None => None,
         },
         GgmlDType::Q6K => match &q.interleaved {
             Some(groups) => {
                 kernels::matmul(lhs, (m, k, n), groups.blocks::<kernels::Q6KX16>(), parallel)
             }
+            None if m >= INTERLEAVE_ROWS => kernels::matmul_interleaving::<kernels::Q6KX16>(
+                lhs,
+                (m, k, n),
+                q.blocks(),
+                parallel,
+            ),
             None => None,
         },
         // Q8_0 stays as stored (interleaving it at load would double the load
