@@ -92,7 +92,11 @@ impl TokenEnv {
         let (trie, added, classes) = built?;
         let tokenizer =
             copy.map_err(|_| TokenEnvError::Engine("copying the tokenizer failed".into()))?;
-        let hf = Arc::new(HfTokEnv { trie, tokenizer });
+        let hf = Arc::new(HfTokEnv {
+            trie,
+            tokenizer,
+            memo: Mutex::new(HashMap::new()),
+        });
         let tok_env: toktrie::TokEnv = hf.clone();
         let mut factory = catch_unwind(AssertUnwindSafe(|| ParserFactory::new_simple(&tok_env)))
             .map_err(|_| TokenEnvError::Engine("building the mask computer failed".into()))?
@@ -298,10 +302,41 @@ fn build_trie(
 struct HfTokEnv {
     trie: TokTrie,
     tokenizer: Tokenizer,
+    /// Tokenizations of short texts: the text a grammar forces (`": "`, a key, a
+    /// marker's neighbours) comes back again and again, and the tokenizer's fixed
+    /// cost per call (normalizer, pre-tokenizer, allocations) is most of a short
+    /// text's tokenization.
+    memo: Mutex<HashMap<String, Vec<u32>>>,
 }
 
+/// Longest text [`HfTokEnv::memo`] keeps, in bytes.
+const MEMO_TEXT: usize = 64;
+/// Texts [`HfTokEnv::memo`] holds before it starts over.
+const MEMO_ENTRIES: usize = 4096;
+
 impl HfTokEnv {
+    /// [`HfTokEnv::tokenize`], remembered for short texts.
     fn encode(&self, text: &str) -> Vec<u32> {
+        if text.len() > MEMO_TEXT {
+            return self.tokenize(text);
+        }
+        // A panic while the map was held leaves it consistent (each change is one
+        // `HashMap` call).
+        let memo = || self.memo.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(ids) = memo().get(text) {
+            return ids.clone();
+        }
+        let ids = self.tokenize(text);
+        let mut memo = memo();
+        if memo.len() >= MEMO_ENTRIES {
+            memo.clear();
+        }
+        memo.insert(text.to_owned(), ids.clone());
+        ids
+    }
+
+    /// The tokenizer's tokens for `text`, in text tokens only.
+    fn tokenize(&self, text: &str) -> Vec<u32> {
         let ids = match self.tokenizer.encode_fast(text, false) {
             Ok(encoding) => encoding.get_ids().to_vec(),
             Err(_) => return self.trie.greedy_tokenize(text.as_bytes()),
@@ -393,7 +428,48 @@ impl ByteLevelTable {
 
 #[cfg(test)]
 mod tests {
-    use super::ByteLevelTable;
+    use super::*;
+
+    #[test]
+    fn remembered_tokenizations_are_the_tokenizers() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../fixtures/cache/r1_qwen3.tokenizer.json"
+        );
+        let tokenizer = Tokenizer::from_file(path).expect("run scripts/fetch-fixtures.sh");
+        let eos = tokenizer
+            .token_to_id("<｜end▁of▁sentence｜>")
+            .expect("R1 has an EOS");
+        let env = TokenEnv::new(&tokenizer, 151_936, eos).expect("token env builds");
+        let hf = &env.inner.hf;
+        let long = "a text longer than what is remembered, ".repeat(3);
+        let mut texts: Vec<String> = ["\": ", "}\n```", " <｜User｜>x", "😀 ü", long.as_str()]
+            .map(String::from)
+            .to_vec();
+        // Past the memo's size, so that it starts over once.
+        texts.extend((0..MEMO_ENTRIES + 10).map(|i| format!("\"key_{i}\": ")));
+        for round in 0..2 {
+            for text in &texts {
+                assert_eq!(
+                    hf.encode(text),
+                    hf.tokenize(text),
+                    "{text:?}, round {round}"
+                );
+            }
+        }
+        assert!(hf.memo.lock().expect("no panic held it").len() <= MEMO_ENTRIES);
+        assert!(
+            !hf.memo
+                .lock()
+                .expect("no panic held it")
+                .contains_key(&long)
+        );
+        // Marker text is text: never the marker's token.
+        let user = tokenizer
+            .token_to_id("<｜User｜>")
+            .expect("R1 has the marker");
+        assert!(!hf.encode(" <｜User｜>x").contains(&user));
+    }
 
     #[test]
     fn byte_level_alphabet_round_trips() {
