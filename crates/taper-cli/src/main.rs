@@ -32,7 +32,7 @@ use crate::error::CliError;
 
 /// mimalloc instead of the system allocator: compiling a grammar makes tens of
 /// thousands of small allocations (the `masks` benchmark of taper-grammar: compile
-/// time about halved, mask time lower), and decoding allocates nothing per token.
+/// time about halved), and decoding allocates nothing per token.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -28,8 +28,8 @@ use crate::markers::Markers;
 ///
 /// It also keeps the last [`CACHED_GRAMMARS`] grammars it compiled: compiling one of
 /// them again (an agent with the same tools and options, built again for another
-/// request) clones the compiled grammar instead of compiling it (milliseconds for ten
-/// tools).
+/// request) clones the compiled grammar instead of compiling it (for ten tools, about
+/// 0.2-0.3 ms instead of 10-20 ms).
 ///
 /// # Example
 ///
@@ -427,11 +427,11 @@ impl ByteLevelTable {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn remembered_tokenizations_are_the_tokenizers() {
+    /// The environment of the Qwen3 distill's tokenizer (a fixture).
+    pub(crate) fn qwen3_env() -> TokenEnv {
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../../fixtures/cache/r1_qwen3.tokenizer.json"
@@ -440,7 +440,12 @@ mod tests {
         let eos = tokenizer
             .token_to_id("<｜end▁of▁sentence｜>")
             .expect("R1 has an EOS");
-        let env = TokenEnv::new(&tokenizer, 151_936, eos).expect("token env builds");
+        TokenEnv::new(&tokenizer, 151_936, eos).expect("token env builds")
+    }
+
+    #[test]
+    fn remembered_tokenizations_are_the_tokenizers() {
+        let env = qwen3_env();
         let hf = &env.inner.hf;
         let long = "a text longer than what is remembered, ".repeat(3);
         let mut texts: Vec<String> = ["\": ", "}\n```", " <｜User｜>x", "😀 ü", long.as_str()]
@@ -465,7 +470,8 @@ mod tests {
                 .contains_key(&long)
         );
         // Marker text is text: never the marker's token.
-        let user = tokenizer
+        let user = hf
+            .tokenizer
             .token_to_id("<｜User｜>")
             .expect("R1 has the marker");
         assert!(!hf.encode(" <｜User｜>x").contains(&user));

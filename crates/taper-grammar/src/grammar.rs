@@ -513,19 +513,7 @@ fn turn_lark(b: &TurnGrammarBuilder, m: &Markers, mode: Mode) -> String {
 mod tests {
     use super::*;
     use crate::env::CACHED_GRAMMARS;
-
-    fn env() -> TokenEnv {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../fixtures/cache/r1_qwen3.tokenizer.json"
-        );
-        let tokenizer = tokenizers::Tokenizer::from_file(path)
-            .expect("tokenizer fixture: run scripts/fetch-fixtures.sh");
-        let eos = tokenizer
-            .token_to_id("<｜end▁of▁sentence｜>")
-            .expect("R1 has an EOS");
-        TokenEnv::new(&tokenizer, 151_936, eos).expect("token env builds")
-    }
+    use crate::env::tests::qwen3_env as env;
 
     fn schema(n: usize) -> JsonSchema {
         JsonSchema::new(serde_json::json!({

@@ -917,9 +917,10 @@ fn product<T: GgmlType>(
     /// Multiply-adds below which a product runs on the calling thread (a 512 x 2048
     /// matrix times one vector).
     const SMALL_PRODUCT: usize = 1 << 20;
-    /// Rows from which interleaving Q8_0 blocks for a product pays for itself (a
-    /// 4096 x 4096 matrix on one core: 16 rows in 4.5 ms, against 7.4 ms as
-    /// stored; 256 rows in 38 ms against 104).
+    /// Rows from which interleaving blocks for a product pays for itself (Q8_0 with
+    /// AVX-512, a 4096 x 4096 matrix on one core: 16 rows in 4.5 ms, against 7.4
+    /// ms as stored; 256 rows in 38 ms against 104. Q4_K and Q6_K with AVX2 alone,
+    /// 64 rows: 16 and 22 ms against candle's 24 and 33).
     const INTERLEAVE_ROWS: usize = 16;
 
     let parallel = m * n * k > SMALL_PRODUCT;
@@ -929,6 +930,7 @@ fn product<T: GgmlType>(
             Some(groups) => {
                 kernels::matmul(lhs, (m, k, n), groups.blocks::<kernels::Q4KX16>(), parallel)
             }
+            // AVX2 alone: nothing was interleaved at load.
             None if m >= INTERLEAVE_ROWS => kernels::matmul_interleaving::<kernels::Q4KX16>(
                 lhs,
                 (m, k, n),
