@@ -899,6 +899,31 @@ fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+/// Rows from which interleaving blocks for a product pays for itself (Q8_0 with
+/// AVX-512, a 4096 x 4096 matrix on one core: 16 rows in 4.5 ms, against 7.4 ms as
+/// stored; 256 rows in 38 ms against 104. Q4_K and Q6_K with AVX2 alone, 64 rows: 16
+/// and 22 ms against candle's 24 and 33).
+const INTERLEAVE_ROWS: usize = 16;
+
+/// `lhs [m, k] @ q^T` by our kernels on groups `G`: those `q` was interleaved into
+/// at load, or, without them (Q8_0; Q4_K and Q6_K with AVX2 alone), from
+/// [`INTERLEAVE_ROWS`] rows up, groups interleaved task by task from the stored
+/// blocks. `None` where neither applies or the CPU lacks the kernel.
+fn interleaved<G: kernels::Interleaved>(
+    q: &QuantMatrix,
+    (m, k, n): (usize, usize, usize),
+    lhs: &[f32],
+    parallel: bool,
+) -> Option<Vec<f32>> {
+    match &q.interleaved {
+        Some(groups) => kernels::matmul(lhs, (m, k, n), groups.blocks::<G>(), parallel),
+        None if m >= INTERLEAVE_ROWS => {
+            kernels::matmul_interleaving::<G>(lhs, (m, k, n), q.blocks(), parallel)
+        }
+        None => None,
+    }
+}
+
 /// `lhs [m, k] @ q^T` on the quantized blocks as they are stored (4.5 bits per
 /// weight for Q4_K), giving `[m, n]`: our own kernels where the CPU runs them,
 /// candle's dot products otherwise.
@@ -917,46 +942,15 @@ fn product<T: GgmlType>(
     /// Multiply-adds below which a product runs on the calling thread (a 512 x 2048
     /// matrix times one vector).
     const SMALL_PRODUCT: usize = 1 << 20;
-    /// Rows from which interleaving blocks for a product pays for itself (Q8_0 with
-    /// AVX-512, a 4096 x 4096 matrix on one core: 16 rows in 4.5 ms, against 7.4
-    /// ms as stored; 256 rows in 38 ms against 104. Q4_K and Q6_K with AVX2 alone,
-    /// 64 rows: 16 and 22 ms against candle's 24 and 33).
-    const INTERLEAVE_ROWS: usize = 16;
-
     let parallel = m * n * k > SMALL_PRODUCT;
     // SAFETY (of the casts): kernels' block types have the layout of candle's.
     let ours = match T::DTYPE {
-        GgmlDType::Q4K => match &q.interleaved {
-            Some(groups) => {
-                kernels::matmul(lhs, (m, k, n), groups.blocks::<kernels::Q4KX16>(), parallel)
-            }
-            // AVX2 alone: nothing was interleaved at load.
-            None if m >= INTERLEAVE_ROWS => kernels::matmul_interleaving::<kernels::Q4KX16>(
-                lhs,
-                (m, k, n),
-                q.blocks(),
-                parallel,
-            ),
-            None => None,
-        },
-        GgmlDType::Q6K => match &q.interleaved {
-            Some(groups) => {
-                kernels::matmul(lhs, (m, k, n), groups.blocks::<kernels::Q6KX16>(), parallel)
-            }
-            None if m >= INTERLEAVE_ROWS => kernels::matmul_interleaving::<kernels::Q6KX16>(
-                lhs,
-                (m, k, n),
-                q.blocks(),
-                parallel,
-            ),
-            None => None,
-        },
+        GgmlDType::Q4K => interleaved::<kernels::Q4KX16>(q, (m, k, n), lhs, parallel),
+        GgmlDType::Q6K => interleaved::<kernels::Q6KX16>(q, (m, k, n), lhs, parallel),
         // Q8_0 stays as stored (interleaving it at load would double the load
-        // time of the largest files); a prefill interleaves it as it goes.
-        GgmlDType::Q8_0 if m >= INTERLEAVE_ROWS => {
-            kernels::matmul_interleaving::<kernels::Q8_0X16>(lhs, (m, k, n), q.blocks(), parallel)
-        }
-        GgmlDType::Q8_0 => kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q8_0>(), parallel),
+        // time of the largest files); a decode runs on the stored blocks.
+        GgmlDType::Q8_0 => interleaved::<kernels::Q8_0X16>(q, (m, k, n), lhs, parallel)
+            .or_else(|| kernels::matmul(lhs, (m, k, n), q.blocks::<kernels::Q8_0>(), parallel)),
         _ => None,
     };
     if let Some(out) = ours {
