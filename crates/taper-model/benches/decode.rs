@@ -18,7 +18,8 @@
 //! which prints that path) measures the same file with the same thread count
 //! right before or after ours (the order alternates from row to row, so that a
 //! drift of the machine's memory bandwidth does not favour one side), and the table
-//! gives both speeds and their ratio.
+//! gives both speeds and their ratio, and both sides' load to first token (a
+//! one-token prompt, each side right after its speed runs, so from the page cache).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -116,19 +117,29 @@ fn main() {
                         .as_deref()
                         .map(|b| llama_bench(b, &file, t, &opts));
                 }
-                let ours = ours(&file, t, &opts);
+                let ours = run_ours(&file, t, opts.prompt, opts.generate);
                 if !theirs_first {
                     theirs = opts
                         .llama_bench
                         .as_deref()
                         .map(|b| llama_bench(b, &file, t, &opts));
                 }
+                // Load to first token, each side right after the other and after
+                // its speed runs, so both read the file from the page cache.
+                let first_token = opts.llama_bench.as_deref().map(|b| {
+                    let ours = run_ours(&file, t, 1, 0).map_or(f64::NAN, |r| {
+                        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+                        f("load_s") + 1.0 / f("prefill_tps")
+                    });
+                    (ours, llama_first_token(b, &file, t))
+                });
                 let row = Row {
                     name: format!("{arch} 8B {quant}"),
                     size,
                     threads: t,
                     ours,
                     theirs,
+                    first_token,
                 };
                 eprintln!("{}", row.line(opts.llama_bench.is_some()));
                 rows.push(row);
@@ -138,11 +149,11 @@ fn main() {
     let compare = opts.llama_bench.is_some();
     if compare {
         println!(
-            "\n| model | file GiB | threads | prefill {p} ours | prefill {p} llama.cpp | ratio | decode {g} ours | decode {g} llama.cpp | ratio | our load s | our peak RSS GiB |",
+            "\n| model | file GiB | threads | prefill {p} ours | prefill {p} llama.cpp | ratio | decode {g} ours | decode {g} llama.cpp | ratio | load to first token s ours | load to first token s llama.cpp | our peak RSS GiB |",
             p = opts.prompt,
             g = opts.generate
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     } else {
         println!(
             "\n| model | file GiB | threads | load s | RSS after load GiB | prefill {} tok/s | decode {} tok/s | peak RSS GiB |",
@@ -168,6 +179,8 @@ struct Row {
     threads: usize,
     ours: Option<serde_json::Value>,
     theirs: Option<Option<Speeds>>,
+    /// Load to first token in seconds: ours, llama.cpp's.
+    first_token: Option<(f64, f64)>,
 }
 
 fn gib(v: f64) -> f64 {
@@ -197,8 +210,9 @@ impl Row {
         }
         let theirs = self.theirs.as_ref().and_then(Option::as_ref);
         let (tp, td) = theirs.map_or((f64::NAN, f64::NAN), |s| (s.prefill, s.decode));
+        let (first_ours, first_theirs) = self.first_token.unwrap_or((f64::NAN, f64::NAN));
         format!(
-            "| {} | {:.2} | {} | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} |",
+            "| {} | {:.2} | {} | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2} |",
             self.name,
             gib(self.size as f64),
             self.threads,
@@ -208,20 +222,27 @@ impl Row {
             f("decode_tps"),
             td,
             f("decode_tps") / td,
-            f("load_s"),
+            first_ours,
+            first_theirs,
             gib(f("peak_rss")),
         )
     }
 }
 
-/// Our side: this benchmark's worker in a child process with `threads` threads.
-fn ours(file: &Path, threads: usize, opts: &Opts) -> Option<serde_json::Value> {
+/// Our side: this benchmark's worker in a child process with `threads` threads,
+/// on a prompt of `prompt` tokens and `generate` more.
+fn run_ours(
+    file: &Path,
+    threads: usize,
+    prompt: usize,
+    generate: usize,
+) -> Option<serde_json::Value> {
     let out = Command::new(std::env::current_exe().expect("the bench binary exists"))
         .args([
             "--worker",
             &file.to_string_lossy(),
-            &opts.prompt.to_string(),
-            &opts.generate.to_string(),
+            &prompt.to_string(),
+            &generate.to_string(),
         ])
         .env("RAYON_NUM_THREADS", threads.to_string())
         .output()
@@ -282,6 +303,26 @@ fn llama_bench(bin: &Path, file: &Path, threads: usize, opts: &Opts) -> Option<S
         prefill: run(opts.prompt, 0, 0)?,
         decode: run(0, opts.generate, opts.prompt)?,
     })
+}
+
+/// llama.cpp's load to first token: the wall time of a `llama-bench` run of a
+/// one-token prompt without warm-up (process start, load, one forward pass),
+/// against our worker's load plus its one-token forward pass. NaN if it fails.
+fn llama_first_token(bin: &Path, file: &Path, threads: usize) -> f64 {
+    let start = Instant::now();
+    let out = Command::new(bin)
+        .arg("-m")
+        .arg(file)
+        .args(["-t", &threads.to_string()])
+        .args(["-p", "1", "-n", "0", "-r", "1", "--no-warmup", "-o", "json"])
+        .output();
+    match out {
+        Ok(out) if out.status.success() => start.elapsed().as_secs_f64(),
+        _ => {
+            eprintln!("llama-bench's one-token run failed");
+            f64::NAN
+        }
+    }
 }
 
 /// Whether the GGUF file at `path` carries a tokenizer (llama.cpp needs one).
