@@ -260,9 +260,36 @@ pub(crate) fn interleave<G: Interleaved>(blocks: &[G::Source], n: usize, out: &m
 /// `out`, one per `G::BLOCK` inputs, on the calling thread.
 fn interleave_group<G: Interleaved>(blocks: &[G::Source], n: usize, out: &mut [G]) {
     let stride = out.len() * G::UNIT;
+    let unit = std::mem::size_of::<G::Source>() * G::UNIT;
     for (b, out) in out.iter_mut().enumerate() {
+        // The 16 columns are 16 streams through the file's pages, more than the
+        // hardware follows: each column's blocks two units ahead are asked for.
+        for c in 0..n.min(LANES) {
+            prefetch(
+                blocks.as_ptr().wrapping_add(c * stride + (b + 2) * G::UNIT),
+                unit,
+            );
+        }
         out.interleave(&blocks[b * G::UNIT..], stride, n);
     }
+}
+
+/// Asks for the cache lines of the `len` bytes at `at` (a hint: any address will
+/// do, none is read).
+#[inline(always)]
+fn prefetch<T>(at: *const T, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for offset in (0..len).step_by(64) {
+        // SAFETY: a prefetch never faults, whatever the address; SSE is part of
+        // x86_64.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                at.cast::<i8>().wrapping_add(offset),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (at, len);
 }
 
 /// Column `c`'s block of a group being interleaved, or `None` past the `n`th.
@@ -291,15 +318,17 @@ impl Interleaved for Q4KX16 {
             // Weight w of a Q4_K block is nibble (w % 64) / 32 of byte
             // 32 (w / 64) + w % 32 (ggml's `dequantize_row_q4_K`). Tiles 2g and
             // 2g + 1 hold weights 8g .. 8g + 8: eight consecutive bytes, one nibble
-            // half.
-            for g in 0..QK_K / 8 {
-                let w = 8 * g;
-                let src = 32 * (w / 64) + w % 32;
-                let bytes: [u8; 8] = std::array::from_fn(|i| x.qs[src + i]);
-                let v =
-                    (u64::from_le_bytes(bytes) >> (4 * ((w % 64) / 32))) & 0x0f0f_0f0f_0f0f_0f0f;
-                let tiles = (v as u32) | ((v >> 32) as u32) << 4;
-                self.qs[64 * g + 4 * c..64 * g + 4 * c + 4].copy_from_slice(&tiles.to_le_bytes());
+            // half. So the k-th 8 bytes (k = 4q + i) give tiles g = 8q + i (low
+            // nibbles) and g = 8q + 4 + i (high ones).
+            for (k, bytes) in x.qs.chunks_exact(8).enumerate() {
+                let word = u64::from_le_bytes(bytes.try_into().expect("chunks of 8 bytes"));
+                for half in 0..2 {
+                    let v = (word >> (4 * half)) & 0x0f0f_0f0f_0f0f_0f0f;
+                    let tiles = (v as u32) | ((v >> 32) as u32) << 4;
+                    let g = 8 * (k / 4) + 4 * half + k % 4;
+                    self.qs[64 * g + 4 * c..64 * g + 4 * c + 4]
+                        .copy_from_slice(&tiles.to_le_bytes());
+                }
             }
         }
     }
@@ -634,15 +663,10 @@ mod avx512 {
 
     /// Asks for the cache lines holding the `len` bytes [`AHEAD`] bytes past `at`:
     /// the weights the kernel reads next (in a task's columns, or the next
-    /// task's, which follow them in memory).
+    /// task's, which follow them in memory; past the matrix's end, nothing useful).
     #[inline(always)]
     fn prefetch_ahead<T>(at: &T, len: usize) {
-        let ahead = std::ptr::from_ref(at).cast::<i8>().wrapping_add(AHEAD);
-        for offset in (0..len).step_by(64) {
-            // SAFETY: a prefetch is a hint that never faults, whatever the address
-            // (past the end of the matrix it fetches nothing useful).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(offset)) };
-        }
+        super::prefetch(std::ptr::from_ref(at).cast::<u8>().wrapping_add(AHEAD), len);
     }
 
     /// The 16 lanes of `v`, one per column.
