@@ -382,9 +382,8 @@ impl QuantMatrix {
     /// original. Anything else has its pages read in now.
     fn for_products(mut self, name: &str) -> Result<Self> {
         self.interleaved = match self.kind {
-            // With AVX2 alone, decode keeps candle's kernels on the blocks as stored
-            // (as fast as ours there) and a prefill interleaves as it goes.
-            _ if !kernels::avx512() => None,
+            // Without AVX2 candle's portable kernels run on the blocks as stored.
+            _ if kernels::level().is_none() => None,
             TensorType::Q4K => Some(self.interleave::<kernels::Q4KX16>(name)?),
             TensorType::Q6K => Some(self.interleave::<kernels::Q6KX16>(name)?),
             _ => None,
@@ -903,12 +902,11 @@ fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
 
 /// Rows from which interleaving blocks for a product pays for itself (Q8_0 with
 /// AVX-512, a 4096 x 4096 matrix on one core: 16 rows in 4.5 ms, against 7.4 ms as
-/// stored; 256 rows in 38 ms against 104. Q4_K and Q6_K with AVX2 alone, 64 rows: 16
-/// and 22 ms against candle's 24 and 33).
+/// stored; 256 rows in 38 ms against 104).
 const INTERLEAVE_ROWS: usize = 16;
 
 /// `lhs [m, k] @ q^T` by our kernels on groups `G`: those `q` was interleaved into
-/// at load, or, without them (Q8_0; Q4_K and Q6_K with AVX2 alone), from
+/// at load, or, without them (Q8_0), from
 /// [`INTERLEAVE_ROWS`] rows up, groups interleaved task by task from the stored
 /// blocks. `None` where neither applies or the CPU lacks the kernel.
 fn interleaved<G: kernels::Interleaved>(
