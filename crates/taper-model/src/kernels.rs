@@ -24,9 +24,9 @@
 //! shape, Q4_K_M: 1.57-1.67 against 1.13-1.38 tok/s at one thread, 2.75-3.74
 //! against 1.98-2.05 at two), and a prefill of 64 rows took about 2/3 of candle's
 //! time. Q8_0 has no AVX2 kernel of ours. Without AVX2 and FMA the caller keeps
-//! candle's portable kernels. [`KERNELS_ENV`] lowers the level, to compare them on one machine. Each
-//! kernel is tested against a plain reference, itself checked against candle's own
-//! `vec_dot`, on random blocks.
+//! candle's portable kernels. [`KERNELS_ENV`] lowers the level, to compare them on
+//! one machine. Each kernel is tested against a plain reference, itself checked
+//! against candle's own `vec_dot`, on random blocks.
 
 use rayon::prelude::*;
 
