@@ -1030,6 +1030,11 @@ mod tests {
                 // As stored, and as readied for products (Q4_K interleaved where our
                 // kernels run): rows and dequantizing read the original either way.
                 let ready = ours.clone().for_products("w").unwrap();
+                assert_eq!(
+                    ready.interleaved.is_some(),
+                    kernels::level().is_some() && matches!(kind, TensorType::Q4K | TensorType::Q6K),
+                    "{dtype:?} interleaved at load exactly where our kernels run"
+                );
                 for ours in [ours, ready] {
                     let same = ours.dequantize().unwrap().sub(&plain).unwrap();
                     let diff = same.abs().unwrap().max_all().unwrap();
