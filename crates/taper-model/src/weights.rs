@@ -381,11 +381,16 @@ impl QuantMatrix {
     /// pages of the original released; reading rows or dequantizing still reads the
     /// original. Anything else has its pages read in now.
     fn for_products(mut self, name: &str) -> Result<Self> {
+        // Interleaved exactly where our kernel for the groups runs; elsewhere
+        // (without AVX2) candle's portable kernels read the blocks as stored.
+        let ours = |runs: fn(kernels::Level) -> bool| kernels::level().is_some_and(runs);
         self.interleaved = match self.kind {
-            // Without AVX2 candle's portable kernels run on the blocks as stored.
-            _ if kernels::level().is_none() => None,
-            TensorType::Q4K => Some(self.interleave::<kernels::Q4KX16>(name)?),
-            TensorType::Q6K => Some(self.interleave::<kernels::Q6KX16>(name)?),
+            TensorType::Q4K if ours(kernels::runs_at::<kernels::Q4KX16>) => {
+                Some(self.interleave::<kernels::Q4KX16>(name)?)
+            }
+            TensorType::Q6K if ours(kernels::runs_at::<kernels::Q6KX16>) => {
+                Some(self.interleave::<kernels::Q6KX16>(name)?)
+            }
             _ => None,
         };
         if self.interleaved.is_none() {
@@ -906,7 +911,7 @@ fn read_at(file: &File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
 const INTERLEAVE_ROWS: usize = 16;
 
 /// `lhs [m, k] @ q^T` by our kernels on groups `G`: those `q` was interleaved into
-/// at load, or, without them (Q8_0), from
+/// at load, or, without them (Q8_0, or a matrix never readied for products), from
 /// [`INTERLEAVE_ROWS`] rows up, groups interleaved task by task from the stored
 /// blocks. `None` where neither applies or the CPU lacks the kernel.
 fn interleaved<G: kernels::Interleaved>(
