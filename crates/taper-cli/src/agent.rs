@@ -23,6 +23,11 @@ pub struct ModelArgs {
     /// A tokenizer.json to use instead of the model's own.
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
+    /// A directory where the weights repacked at load are kept, so that later
+    /// runs load the same model in about a second (costs disk space about the
+    /// model file's size; see `LoadOptions::weight_cache`).
+    #[arg(long, value_name = "DIR")]
+    pub weight_cache: Option<PathBuf>,
 }
 
 /// How the agent runs.
@@ -110,6 +115,7 @@ fn tool_names(names: &[String]) -> Result<Vec<ToolName>, CliError> {
 pub struct Plan {
     model: PathBuf,
     tokenizer: Option<PathBuf>,
+    weight_cache: Option<PathBuf>,
     tools: Vec<ToolName>,
     context: Option<u64>,
 }
@@ -121,6 +127,7 @@ impl Plan {
         Ok(Plan {
             model: model.model.clone().ok_or(CliError::NoModel)?,
             tokenizer: model.tokenizer.clone(),
+            weight_cache: model.weight_cache.clone(),
             tools: tool_names(&agent.tools)?,
             context: agent.context,
         })
@@ -134,6 +141,9 @@ impl Plan {
         let mut builder = Decoder::builder(&self.model);
         if let Some(tokenizer) = &self.tokenizer {
             builder = builder.tokenizer(tokenizer);
+        }
+        if let Some(dir) = &self.weight_cache {
+            builder = builder.weight_cache(dir);
         }
         let bar = crate::progress::bar(&format!("loading {}", self.model.display()));
         if let Some(bar) = &bar {

@@ -31,6 +31,11 @@ pub struct BenchArgs {
     /// A tokenizer.json to use instead of the model's own.
     #[arg(long, value_name = "FILE")]
     pub tokenizer: Option<PathBuf>,
+    /// A directory where the weights repacked at load are kept, so that later
+    /// runs load the same model in about a second (costs disk space about the
+    /// model file's size; see `LoadOptions::weight_cache`).
+    #[arg(long, value_name = "DIR")]
+    pub weight_cache: Option<PathBuf>,
     /// Prompt tokens prefilled in one pass.
     #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub prompt: u32,
@@ -77,6 +82,9 @@ pub fn bench(args: &BenchArgs) -> Result<(), CliError> {
 
     let bar = progress::bar(&format!("loading {}", args.model.display()));
     let mut options = LoadOptions::new();
+    if let Some(dir) = &args.weight_cache {
+        options = options.weight_cache(dir);
+    }
     if let Some(bar) = &bar {
         let bar = bar.clone();
         options = options.progress(move |done, total| {

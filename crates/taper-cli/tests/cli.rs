@@ -476,6 +476,7 @@ fn bench_prints_load_prefill_decode_mask_and_memory() {
         assert!(text.contains(row), "`{row}` missing from:\n{text}");
     }
 
+    let weights = tempfile::tempdir().unwrap();
     let out = taper(&[
         "bench",
         "--model",
@@ -485,8 +486,20 @@ fn bench_prints_load_prefill_decode_mask_and_memory() {
         "--gen",
         "4",
         "--json",
+        "--weight-cache",
+        path_str(weights.path()),
     ]);
     assert!(out.status.success(), "bench --json: {}", stderr(&out));
+    // The tiny model's Q4_K and Q6_K matrices are repacked wherever our kernels run.
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2")
+        && std::is_x86_feature_detected!("fma")
+        && std::is_x86_feature_detected!("f16c")
+        && std::env::var("TAPER_KERNELS").as_deref() != Ok("none")
+    {
+        let cached: Vec<_> = std::fs::read_dir(weights.path()).unwrap().collect();
+        assert_eq!(cached.len(), 1, "{cached:?}");
+    }
     let v: Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
     assert_eq!(v["prompt_tokens"], 8);
     assert_eq!(v["decode_tokens"], 4);

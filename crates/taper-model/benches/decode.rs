@@ -19,7 +19,9 @@
 //! right before or after ours (the order alternates from row to row, so that a
 //! drift of the machine's memory bandwidth does not favour one side), and the table
 //! gives both speeds and their ratio, and both sides' load to first token (a
-//! one-token prompt, each side right after its speed runs, so from the page cache).
+//! one-token prompt, each side right after its speed runs, so from the page cache;
+//! ours also with the weight cache, in `weights/` of the cache directory, written
+//! by a load just before).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -117,7 +119,7 @@ fn main() {
                         .as_deref()
                         .map(|b| llama_bench(b, &file, t, &opts));
                 }
-                let ours = run_ours(&file, t, opts.prompt, opts.generate);
+                let ours = run_ours(&file, t, opts.prompt, opts.generate, None);
                 if !theirs_first {
                     theirs = opts
                         .llama_bench
@@ -125,13 +127,23 @@ fn main() {
                         .map(|b| llama_bench(b, &file, t, &opts));
                 }
                 // Load to first token, each side right after the other and after
-                // its speed runs, so both read the file from the page cache.
+                // its speed runs, so both read the file from the page cache; ours
+                // without and with the weight cache (its first load writes it).
                 let first_token = opts.llama_bench.as_deref().map(|b| {
-                    let ours = run_ours(&file, t, 1, 0).map_or(f64::NAN, |r| {
-                        let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
-                        f("load_s") + 1.0 / f("prefill_tps")
-                    });
-                    (ours, llama_first_token(b, &file, t))
+                    let first = |cache: Option<&Path>| {
+                        run_ours(&file, t, 1, 0, cache).map_or(f64::NAN, |r| {
+                            let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
+                            f("load_s") + 1.0 / f("prefill_tps")
+                        })
+                    };
+                    let plain = first(None);
+                    let weights = opts.cache.join("weights");
+                    first(Some(&weights));
+                    FirstToken {
+                        ours: plain,
+                        cached: first(Some(&weights)),
+                        theirs: llama_first_token(b, &file, t),
+                    }
                 });
                 let row = Row {
                     name: format!("{arch} 8B {quant}"),
@@ -149,11 +161,11 @@ fn main() {
     let compare = opts.llama_bench.is_some();
     if compare {
         println!(
-            "\n| model | file GiB | threads | prefill {p} ours | prefill {p} llama.cpp | ratio | decode {g} ours | decode {g} llama.cpp | ratio | load to first token s ours | load to first token s llama.cpp | our peak RSS GiB |",
+            "\n| model | file GiB | threads | prefill {p} ours | prefill {p} llama.cpp | ratio | decode {g} ours | decode {g} llama.cpp | ratio | load to first token s ours | ours, weight cache | llama.cpp | our peak RSS GiB |",
             p = opts.prompt,
             g = opts.generate
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     } else {
         println!(
             "\n| model | file GiB | threads | load s | RSS after load GiB | prefill {} tok/s | decode {} tok/s | peak RSS GiB |",
@@ -179,8 +191,17 @@ struct Row {
     threads: usize,
     ours: Option<serde_json::Value>,
     theirs: Option<Option<Speeds>>,
-    /// Load to first token in seconds: ours, llama.cpp's.
-    first_token: Option<(f64, f64)>,
+    first_token: Option<FirstToken>,
+}
+
+/// Load to first token in seconds.
+struct FirstToken {
+    /// Ours, as by default.
+    ours: f64,
+    /// Ours with the weight cache written by an earlier load.
+    cached: f64,
+    /// llama.cpp's.
+    theirs: f64,
 }
 
 fn gib(v: f64) -> f64 {
@@ -210,9 +231,13 @@ impl Row {
         }
         let theirs = self.theirs.as_ref().and_then(Option::as_ref);
         let (tp, td) = theirs.map_or((f64::NAN, f64::NAN), |s| (s.prefill, s.decode));
-        let (first_ours, first_theirs) = self.first_token.unwrap_or((f64::NAN, f64::NAN));
+        let first = self.first_token.as_ref().unwrap_or(&FirstToken {
+            ours: f64::NAN,
+            cached: f64::NAN,
+            theirs: f64::NAN,
+        });
         format!(
-            "| {} | {:.2} | {} | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2} |",
+            "| {} | {:.2} | {} | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2}x | {:.2} | {:.2} | {:.2} | {:.2} |",
             self.name,
             gib(self.size as f64),
             self.threads,
@@ -222,20 +247,23 @@ impl Row {
             f("decode_tps"),
             td,
             f("decode_tps") / td,
-            first_ours,
-            first_theirs,
+            first.ours,
+            first.cached,
+            first.theirs,
             gib(f("peak_rss")),
         )
     }
 }
 
 /// Our side: this benchmark's worker in a child process with `threads` threads,
-/// on a prompt of `prompt` tokens and `generate` more.
+/// on a prompt of `prompt` tokens and `generate` more, with the weight cache in
+/// `cache` if given.
 fn run_ours(
     file: &Path,
     threads: usize,
     prompt: usize,
     generate: usize,
+    cache: Option<&Path>,
 ) -> Option<serde_json::Value> {
     let out = Command::new(std::env::current_exe().expect("the bench binary exists"))
         .args([
@@ -244,6 +272,7 @@ fn run_ours(
             &prompt.to_string(),
             &generate.to_string(),
         ])
+        .args(cache)
         .env("RAYON_NUM_THREADS", threads.to_string())
         .output()
         .expect("the bench binary can run itself");
@@ -387,14 +416,22 @@ fn ensure_file(cache: &Path, arch: &str, quant: &str) -> Result<PathBuf, String>
 }
 
 fn worker(args: &[String]) {
-    let [file, prompt, generate] = args else {
-        eprintln!("worker needs FILE PROMPT GEN");
-        std::process::exit(2);
+    let (file, prompt, generate, cache) = match args {
+        [file, prompt, generate] => (file, prompt, generate, None),
+        [file, prompt, generate, cache] => (file, prompt, generate, Some(cache)),
+        _ => {
+            eprintln!("worker needs FILE PROMPT GEN [WEIGHT_CACHE_DIR]");
+            std::process::exit(2);
+        }
     };
     let prompt: usize = prompt.parse().expect("prompt length is a number");
     let generate: usize = generate.parse().expect("generation length is a number");
     let start = Instant::now();
-    let model = Model::load(file, &LoadOptions::new()).expect("the benchmark file loads");
+    let mut opts = LoadOptions::new();
+    if let Some(dir) = cache {
+        opts = opts.weight_cache(dir);
+    }
+    let model = Model::load(file, &opts).expect("the benchmark file loads");
     let load_s = start.elapsed().as_secs_f64();
     let load_rss = taper_model::peak_rss().unwrap_or(0);
     let vocab = model.config().vocab_size as u64;

@@ -25,6 +25,7 @@ mod kernels;
 mod model;
 mod sampler;
 mod tokenizer;
+mod weight_cache;
 mod weights;
 mod writer;
 

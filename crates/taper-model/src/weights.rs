@@ -21,6 +21,7 @@ use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorInfo, TensorType};
 use crate::kernels;
+use crate::weight_cache::WeightCache;
 
 /// What a tensor is for, which decides how it is stored in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,7 +248,7 @@ impl Weight {
 /// A tensor's bytes where they lie: a range of a read-only memory map (the model
 /// file itself, or an anonymous map holding a copy).
 #[derive(Clone)]
-struct Mapped {
+pub(crate) struct Mapped {
     map: Arc<Mmap>,
     start: usize,
     len: usize,
@@ -256,7 +257,18 @@ struct Mapped {
 }
 
 impl Mapped {
-    fn bytes(&self) -> &[u8] {
+    /// `len` bytes of the file mapped by `map`, from `start`, which the caller has
+    /// checked lie inside it.
+    pub(crate) fn file_range(map: &Arc<Mmap>, start: usize, len: usize) -> Self {
+        Self {
+            map: Arc::clone(map),
+            start,
+            len,
+            file: true,
+        }
+    }
+
+    pub(crate) fn bytes(&self) -> &[u8] {
         &self.map[self.start..self.start + self.len]
     }
 
@@ -293,7 +305,7 @@ impl Mapped {
     /// one call, so that loading, not the first forward pass, pays for reading the
     /// file (kernels before 5.14 lack MADV_POPULATE_READ, and then the pages are
     /// read on first use).
-    fn populate(&self, range: std::ops::Range<usize>) {
+    pub(crate) fn populate(&self, range: std::ops::Range<usize>) {
         if !range.is_empty() {
             let _ =
                 self.map
@@ -380,16 +392,16 @@ impl QuantMatrix {
     /// matrix is interleaved for them (see `kernels::Interleaved`) and the file's
     /// pages of the original released; reading rows or dequantizing still reads the
     /// original. Anything else has its pages read in now.
-    fn for_products(mut self, name: &str) -> Result<Self> {
+    fn for_products(mut self, name: &str, cache: Option<&WeightCache>) -> Result<Self> {
         // Interleaved exactly where our kernel for the groups runs; elsewhere
         // (without AVX2) candle's portable kernels read the blocks as stored.
         let ours = |runs: fn(kernels::Level) -> bool| kernels::level().is_some_and(runs);
         self.interleaved = match self.kind {
             TensorType::Q4K if ours(kernels::runs_at::<kernels::Q4KX16>) => {
-                Some(self.interleave::<kernels::Q4KX16>(name)?)
+                Some(self.interleave_cached::<kernels::Q4KX16>(name, cache)?)
             }
             TensorType::Q6K if ours(kernels::runs_at::<kernels::Q6KX16>) => {
-                Some(self.interleave::<kernels::Q6KX16>(name)?)
+                Some(self.interleave_cached::<kernels::Q6KX16>(name, cache)?)
             }
             _ => None,
         };
@@ -397,6 +409,25 @@ impl QuantMatrix {
             self.data.populate(0..self.data.len);
         }
         Ok(self)
+    }
+
+    /// The matrix interleaved into groups `G`: mapped from `cache` where it holds
+    /// them, else interleaved now (and noted for the cache).
+    fn interleave_cached<G: kernels::Interleaved>(
+        &self,
+        name: &str,
+        cache: Option<&WeightCache>,
+    ) -> Result<Mapped> {
+        let Some(cache) = cache else {
+            return self.interleave::<G>(name);
+        };
+        let len = kernels::group_count::<G>(self.rows, self.cols) * std::mem::size_of::<G>();
+        let (data, cached) = match cache.lookup(name, self.kind, self.rows, self.cols, len) {
+            Some(data) => (data, true),
+            None => (self.interleave::<G>(name)?, false),
+        };
+        cache.record(name, self.kind, self.rows, self.cols, &data, cached);
+        Ok(data)
     }
 
     /// The matrix interleaved into groups `G`, in an anonymous map. The original is
@@ -524,6 +555,7 @@ pub(crate) fn build_weight(
     plan: &PlannedTensor,
     raw: RawTensor,
     device: &Device,
+    cache: Option<&WeightCache>,
 ) -> Result<Weight> {
     let shape = plan.shape.clone();
     let quantized = raw.kind.block_size() > 1;
@@ -554,7 +586,8 @@ pub(crate) fn build_weight(
             &plan.gguf, k, rows, cols, raw.data,
         )?)),
         (TensorRole::Matrix, k) => Ok(Weight::Quantized(
-            QuantMatrix::new(&plan.gguf, k, rows, cols, raw.data)?.for_products(&plan.gguf)?,
+            QuantMatrix::new(&plan.gguf, k, rows, cols, raw.data)?
+                .for_products(&plan.gguf, cache)?,
         )),
     }
 }
@@ -718,14 +751,21 @@ impl GgufSource {
         Ok(())
     }
 
-    pub fn load(&self, p: &PlannedTensor, device: &Device) -> Result<Weight> {
+    /// Loads the tensor planned as `p`, its matrices repacked through `cache` if
+    /// given.
+    pub fn load(
+        &self,
+        p: &PlannedTensor,
+        device: &Device,
+        cache: Option<&WeightCache>,
+    ) -> Result<Weight> {
         let t = self
             .header
             .tensor(&p.gguf)
             .ok_or_else(|| Error::MissingTensor(p.gguf.clone()))?;
         // Llama's q/k rows stay in llama.cpp's permuted order; the model applies
         // rope in the matching interleaved form (see `Model::load`).
-        build_weight(p, self.read(t)?, device)
+        build_weight(p, self.read(t)?, device, cache)
     }
 }
 
@@ -894,7 +934,7 @@ impl SafetensorsSource {
             kind: e.kind,
             data: mapped_range(map, path, e.offset, e.size)?,
         };
-        build_weight(p, raw, device)
+        build_weight(p, raw, device, None)
     }
 }
 
@@ -1034,7 +1074,7 @@ mod tests {
                 .unwrap();
                 // As stored, and as readied for products (Q4_K interleaved where our
                 // kernels run): rows and dequantizing read the original either way.
-                let ready = ours.clone().for_products("w").unwrap();
+                let ready = ours.clone().for_products("w", None).unwrap();
                 assert_eq!(
                     ready.interleaved.is_some(),
                     kernels::level().is_some() && matches!(kind, TensorType::Q4K | TensorType::Q6K),

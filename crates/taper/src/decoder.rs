@@ -55,6 +55,7 @@ pub struct DecoderBuilder {
     kv_dtype: KvDtype,
     queue: usize,
     prefill_chunk: usize,
+    weight_cache: Option<PathBuf>,
     progress: Option<Box<dyn Fn(u64, u64) + Send + Sync>>,
 }
 
@@ -65,6 +66,7 @@ impl std::fmt::Debug for DecoderBuilder {
             .field("tokenizer", &self.tokenizer)
             .field("queue", &self.queue)
             .field("prefill_chunk", &self.prefill_chunk)
+            .field("weight_cache", &self.weight_cache)
             .finish_non_exhaustive()
     }
 }
@@ -98,6 +100,7 @@ impl Decoder {
             kv_dtype: KvDtype::default(),
             queue: 64,
             prefill_chunk: 512,
+            weight_cache: None,
             progress: None,
         }
     }
@@ -250,6 +253,14 @@ impl DecoderBuilder {
         self
     }
 
+    /// Keeps the weights repacked at load in a file in `dir`, so that later loads
+    /// of the same model map them instead of repacking (see
+    /// [`LoadOptions::weight_cache`]).
+    pub fn weight_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.weight_cache = Some(dir.into());
+        self
+    }
+
     /// Calls `f(done, total)` in bytes as the weights load.
     pub fn progress(mut self, f: impl Fn(u64, u64) + Send + Sync + 'static) -> Self {
         self.progress = Some(Box::new(f));
@@ -261,6 +272,9 @@ impl DecoderBuilder {
     /// R1 markers) is an error.
     pub fn load(self) -> Result<Decoder> {
         let mut opts = LoadOptions::new();
+        if let Some(dir) = self.weight_cache {
+            opts = opts.weight_cache(dir);
+        }
         if let Some(progress) = self.progress {
             opts = opts.progress(progress);
         }

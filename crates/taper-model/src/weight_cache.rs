@@ -1,0 +1,372 @@
+//! The on-disk cache of repacked weights: the Q4_K and Q6_K matrices a load
+//! interleaves for our kernels, kept in a file so that the next load of the same
+//! model maps them from the page cache instead of writing them into fresh memory.
+//!
+//! One file per model file, named after it, in the directory the caller chose. It
+//! holds a header (magic, format and layout versions, the model file's size and
+//! modification time, where the index lies), each matrix's bytes at a page
+//! boundary, and an index (name, type, shape, offset, length and CRC-32 of each
+//! matrix). A file is written under a temporary name and renamed into place, so
+//! no reader sees one half-written (and a crash before the kernel wrote it back
+//! leaves pages the checksums reject); one that does not match the
+//! model file, is truncated or whose bytes fail their checksum is ignored and
+//! written again. No problem with the cache fails a load: it is logged and the
+//! matrices are interleaved as without one.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use memmap2::Mmap;
+
+use crate::gguf::TensorType;
+use crate::weights::Mapped;
+
+/// The first bytes of every cache file.
+const MAGIC: &[u8; 8] = b"TAPERWC\0";
+/// The version of this file format.
+const FORMAT: u32 = 1;
+/// The version of the interleaved group layouts (`kernels::Q4KX16`, `Q6KX16`):
+/// raise it whenever one changes, so that older caches are written again.
+const LAYOUT: u32 = 1;
+/// Every matrix starts at a multiple of this (a page), so its groups are aligned.
+const ALIGN: u64 = 4096;
+/// Bytes of the fixed header, before the first matrix.
+const HEADER: u64 = ALIGN;
+
+/// The identity of a model file: a cache made from it is valid while it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Identity {
+    len: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    ino: u64,
+}
+
+impl Identity {
+    fn of(path: &Path) -> std::io::Result<Self> {
+        let m = std::fs::metadata(path)?;
+        Ok(Self {
+            len: m.len(),
+            mtime: m.mtime(),
+            mtime_nsec: m.mtime_nsec(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// One matrix in a cache file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    kind: String,
+    rows: u64,
+    cols: u64,
+    offset: u64,
+    len: u64,
+    crc: u32,
+}
+
+/// A matrix repacked by this load, to be written into the cache.
+struct Repacked {
+    name: String,
+    kind: TensorType,
+    rows: usize,
+    cols: usize,
+    data: Mapped,
+}
+
+/// The cache of one model file for one load: the valid cache file found, if any,
+/// and what this load repacked.
+pub(crate) struct WeightCache {
+    path: PathBuf,
+    identity: Identity,
+    found: Option<(Arc<Mmap>, HashMap<String, Entry>)>,
+    /// Every matrix this load interleaved or mapped, in order.
+    matrices: RefCell<Vec<Repacked>>,
+    /// Whether some matrix was missing from the cache (or failed its checksum).
+    missed: RefCell<bool>,
+}
+
+impl WeightCache {
+    /// The cache in `dir` for the model file at `model`, with the file found there
+    /// if it is valid for it. `None` (logged) where the model file's metadata
+    /// cannot be read.
+    pub fn open(dir: &Path, model: &Path) -> Option<Self> {
+        let identity = match Identity::of(model) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(model = %model.display(), error = %e, "weight cache not used");
+                return None;
+            }
+        };
+        let path = dir.join(file_name(model));
+        let found = match read(&path, identity) {
+            Ok(found) => Some(found),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                tracing::warn!(cache = %path.display(), error = %e, "weight cache ignored, to be written again");
+                None
+            }
+        };
+        Some(Self {
+            path,
+            identity,
+            found,
+            matrices: RefCell::new(Vec::new()),
+            missed: RefCell::new(false),
+        })
+    }
+
+    /// The cached bytes of matrix `name` (`rows` x `cols` of `kind`, interleaved
+    /// into `len` bytes), read in and checked against their checksum; `None` where
+    /// the cache lacks them or they are corrupt.
+    pub fn lookup(
+        &self,
+        name: &str,
+        kind: TensorType,
+        rows: usize,
+        cols: usize,
+        len: usize,
+    ) -> Option<Mapped> {
+        let (map, entries) = self.found.as_ref()?;
+        let e = entries.get(name)?;
+        if e.kind != kind.name() || e.rows != rows as u64 || e.cols != cols as u64 {
+            return None;
+        }
+        if e.len != len as u64 {
+            return None;
+        }
+        let data = Mapped::file_range(map, e.offset as usize, len);
+        data.populate(0..len);
+        if crc32fast::hash(data.bytes()) != e.crc {
+            tracing::warn!(cache = %self.path.display(), tensor = name, "weight cache checksum mismatch: repacking");
+            return None;
+        }
+        Some(data)
+    }
+
+    /// Notes the interleaved bytes of matrix `name`, from the cache (`cached`) or
+    /// repacked by this load.
+    pub fn record(
+        &self,
+        name: &str,
+        kind: TensorType,
+        rows: usize,
+        cols: usize,
+        data: &Mapped,
+        cached: bool,
+    ) {
+        if !cached {
+            *self.missed.borrow_mut() = true;
+        }
+        self.matrices.borrow_mut().push(Repacked {
+            name: name.to_owned(),
+            kind,
+            rows,
+            cols,
+            data: data.clone(),
+        });
+    }
+
+    /// After the load: writes the cache file if some matrix was not in it. A
+    /// failure is logged, never returned: the model is loaded either way.
+    pub fn finish(self) {
+        let matrices = self.matrices.into_inner();
+        if !self.missed.into_inner() || matrices.is_empty() {
+            return;
+        }
+        let start = Instant::now();
+        match write(&self.path, self.identity, &matrices) {
+            Ok(bytes) => tracing::info!(
+                cache = %self.path.display(),
+                mib = bytes >> 20,
+                secs = start.elapsed().as_secs_f32(),
+                "weight cache written"
+            ),
+            Err(e) => {
+                tracing::warn!(cache = %self.path.display(), error = %e, "weight cache not written")
+            }
+        }
+    }
+}
+
+/// The cache's file name for the model file at `model`: its name and a hash of
+/// its full path (two models of one name in different places get two caches).
+fn file_name(model: &Path) -> String {
+    let full = std::fs::canonicalize(model).unwrap_or_else(|_| model.to_owned());
+    // FNV-1a, stable across builds (the std hasher is not).
+    let hash = full
+        .as_os_str()
+        .as_encoded_bytes()
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let stem = model
+        .file_name()
+        .map_or("model".into(), |n| n.to_string_lossy());
+    format!("{stem}.{hash:016x}.taper-weights")
+}
+
+fn invalid(why: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, why.into())
+}
+
+/// Little-endian fields read in order from a byte slice.
+struct Fields<'a>(&'a [u8]);
+
+impl Fields<'_> {
+    fn take(&mut self, n: usize) -> std::io::Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(invalid("index ends early"));
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+    fn u32(&mut self) -> std::io::Result<u32> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes(b.try_into().expect("took 4 bytes")))
+    }
+    fn u64(&mut self) -> std::io::Result<u64> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("took 8 bytes")))
+    }
+    fn string(&mut self) -> std::io::Result<String> {
+        let n = self.u32()? as usize;
+        String::from_utf8(self.take(n)?.to_vec()).map_err(|_| invalid("name is not UTF-8"))
+    }
+}
+
+/// Opens and checks the cache file at `path` against the model file's identity:
+/// its header, its index and every matrix's bounds (the bytes are checked when
+/// looked up).
+fn read(path: &Path, identity: Identity) -> std::io::Result<(Arc<Mmap>, HashMap<String, Entry>)> {
+    let file = File::open(path)?;
+    let file_len = file.metadata()?.len();
+    if file_len < HEADER {
+        return Err(invalid("shorter than its header"));
+    }
+    let mut header = vec![0u8; HEADER as usize];
+    file.read_exact_at(&mut header, 0)?;
+    if &header[..8] != MAGIC {
+        return Err(invalid("not a weight cache"));
+    }
+    let mut f = Fields(&header[8..]);
+    let (format, layout) = (f.u32()?, f.u32()?);
+    if (format, layout) != (FORMAT, LAYOUT) {
+        return Err(invalid(format!(
+            "format {format} layout {layout}, this version writes {FORMAT} {LAYOUT}"
+        )));
+    }
+    let found = Identity {
+        len: f.u64()?,
+        mtime: f.u64()? as i64,
+        mtime_nsec: f.u64()? as i64,
+        ino: f.u64()?,
+    };
+    if found != identity {
+        return Err(invalid("made from another version of the model file"));
+    }
+    let (index_at, index_len, index_crc) = (f.u64()?, f.u64()?, f.u32()?);
+    if index_at.checked_add(index_len) != Some(file_len) {
+        return Err(invalid("truncated"));
+    }
+    let mut index = vec![0u8; index_len as usize];
+    file.read_exact_at(&mut index, index_at)?;
+    if crc32fast::hash(&index) != index_crc {
+        return Err(invalid("index checksum mismatch"));
+    }
+    let mut f = Fields(&index);
+    let count = f.u32()?;
+    let mut entries = HashMap::with_capacity(count as usize);
+    for _ in 0..count {
+        let name = f.string()?;
+        let e = Entry {
+            kind: f.string()?,
+            rows: f.u64()?,
+            cols: f.u64()?,
+            offset: f.u64()?,
+            len: f.u64()?,
+            crc: f.u32()?,
+        };
+        let inside = e
+            .offset
+            .checked_add(e.len)
+            .is_some_and(|end| end <= index_at);
+        if !e.offset.is_multiple_of(ALIGN) || e.offset < HEADER || !inside {
+            return Err(invalid(format!("{name} lies outside the file")));
+        }
+        entries.insert(name, e);
+    }
+    // SAFETY: the map is read-only; the cache is only ever replaced by renaming a
+    // new file over it, never rewritten in place, so the mapped inode's bytes do
+    // not change while it is mapped.
+    let map = unsafe { Mmap::map(&file) }?;
+    Ok((Arc::new(map), entries))
+}
+
+/// Writes `matrices` as the cache file at `path` (a temporary file renamed into
+/// place); the bytes written. It is not synced: the kernel writes it back in its
+/// own time, and should a crash tear it, the checksums tell.
+fn write(path: &Path, identity: Identity, matrices: &[Repacked]) -> std::io::Result<u64> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
+    let written = write_file(&tmp, identity, matrices).and_then(|bytes| {
+        std::fs::rename(&tmp, path)?;
+        Ok(bytes)
+    });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
+}
+
+fn write_file(path: &Path, identity: Identity, matrices: &[Repacked]) -> std::io::Result<u64> {
+    let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(path)?);
+    file.write_all(&[0u8; HEADER as usize])?;
+    let mut at = HEADER;
+    let mut index = Vec::new();
+    index.extend_from_slice(&(matrices.len() as u32).to_le_bytes());
+    for m in matrices {
+        let pad = at.next_multiple_of(ALIGN) - at;
+        file.write_all(&vec![0u8; pad as usize])?;
+        at += pad;
+        let bytes = m.data.bytes();
+        file.write_all(bytes)?;
+        for s in [m.name.as_str(), m.kind.name()] {
+            index.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            index.extend_from_slice(s.as_bytes());
+        }
+        for v in [m.rows as u64, m.cols as u64, at, bytes.len() as u64] {
+            index.extend_from_slice(&v.to_le_bytes());
+        }
+        index.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
+        at += bytes.len() as u64;
+    }
+    file.write_all(&index)?;
+    let mut header = Vec::with_capacity(HEADER as usize);
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&FORMAT.to_le_bytes());
+    header.extend_from_slice(&LAYOUT.to_le_bytes());
+    for v in [
+        identity.len,
+        identity.mtime as u64,
+        identity.mtime_nsec as u64,
+        identity.ino,
+        at,
+        index.len() as u64,
+    ] {
+        header.extend_from_slice(&v.to_le_bytes());
+    }
+    header.extend_from_slice(&crc32fast::hash(&index).to_le_bytes());
+    let file = file.into_inner().map_err(|e| e.into_error())?;
+    file.write_all_at(&header, 0)?;
+    Ok(at + index.len() as u64)
+}
