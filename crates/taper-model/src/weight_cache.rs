@@ -16,13 +16,12 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use memmap2::Mmap;
+use memmap2::{Mmap, MmapOptions};
 
 use crate::gguf::TensorType;
 use crate::weights::Mapped;
@@ -71,25 +70,119 @@ struct Entry {
     crc: u32,
 }
 
-/// A matrix repacked by this load, to be written into the cache.
-struct Repacked {
+/// A matrix mapped from the cache file found, kept for the file that replaces it
+/// if another matrix was missing.
+struct Hit {
     name: String,
-    kind: TensorType,
-    rows: usize,
-    cols: usize,
+    entry: Entry,
     data: Mapped,
 }
 
+/// The cache file this load writes, under a temporary name until it is complete.
+struct Writer {
+    tmp: PathBuf,
+    file: File,
+    /// Where the next matrix starts.
+    at: u64,
+    index: Vec<(String, Entry)>,
+}
+
+impl Writer {
+    fn create(path: &Path) -> std::io::Result<Self> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let tmp = partial_name(path, std::process::id());
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        Ok(Self {
+            tmp,
+            file,
+            at: HEADER,
+            index: Vec::new(),
+        })
+    }
+
+    /// Appends `len` bytes that `fill` writes in place, through a shared map of
+    /// the file (the page cache's pages: no copy in memory of our own); the same
+    /// bytes mapped read-only.
+    fn append(
+        &mut self,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> std::io::Result<(Mapped, u32)> {
+        let at = self.at.next_multiple_of(ALIGN);
+        self.file.set_len(at + len as u64)?;
+        let mut options = MmapOptions::new();
+        options.offset(at).len(len.max(1));
+        // SAFETY: the temporary file is this writer's own (its name holds our
+        // process id) and no one else writes it; the range was just allocated.
+        let mut out = unsafe { options.map_mut(&self.file) }?;
+        fill(&mut out[..len]);
+        let crc = crc32fast::hash(&out[..len]);
+        drop(out);
+        // SAFETY: as above; nothing writes this range again.
+        let map = Arc::new(unsafe { options.map(&self.file) }?);
+        self.at = at + len as u64;
+        Ok((Mapped::file_range(&map, 0, len), crc))
+    }
+
+    /// Appends a copy of `bytes` (a matrix found in the old cache file).
+    fn copy(&mut self, bytes: &[u8]) -> std::io::Result<u64> {
+        let at = self.at.next_multiple_of(ALIGN);
+        self.file.write_all_at(bytes, at)?;
+        self.at = at + bytes.len() as u64;
+        Ok(at)
+    }
+
+    /// Writes the index and the header and renames the file into place.
+    fn finish(self, path: &Path, identity: Identity) -> std::io::Result<u64> {
+        let mut index = Vec::new();
+        index.extend_from_slice(&(self.index.len() as u32).to_le_bytes());
+        for (name, e) in &self.index {
+            for s in [name.as_str(), e.kind.as_str()] {
+                index.extend_from_slice(&(s.len() as u32).to_le_bytes());
+                index.extend_from_slice(s.as_bytes());
+            }
+            for v in [e.rows, e.cols, e.offset, e.len] {
+                index.extend_from_slice(&v.to_le_bytes());
+            }
+            index.extend_from_slice(&e.crc.to_le_bytes());
+        }
+        self.file.write_all_at(&index, self.at)?;
+        let mut header = Vec::with_capacity(HEADER as usize);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&FORMAT.to_le_bytes());
+        header.extend_from_slice(&LAYOUT.to_le_bytes());
+        for v in [
+            identity.len,
+            identity.mtime as u64,
+            identity.mtime_nsec as u64,
+            identity.ino,
+            self.at,
+            index.len() as u64,
+        ] {
+            header.extend_from_slice(&v.to_le_bytes());
+        }
+        header.extend_from_slice(&crc32fast::hash(&index).to_le_bytes());
+        self.file.write_all_at(&header, 0)?;
+        std::fs::rename(&self.tmp, path)?;
+        Ok(self.at + index.len() as u64)
+    }
+}
+
 /// The cache of one model file for one load: the valid cache file found, if any,
-/// and what this load repacked.
+/// and the one this load writes where a matrix was missing from it.
 pub(crate) struct WeightCache {
     path: PathBuf,
     identity: Identity,
     found: Option<(Arc<Mmap>, HashMap<String, Entry>)>,
-    /// Every matrix this load interleaved or mapped, in order.
-    matrices: RefCell<Vec<Repacked>>,
-    /// Whether some matrix was missing from the cache (or failed its checksum).
-    missed: RefCell<bool>,
+    hits: RefCell<Vec<Hit>>,
+    /// `None` until a matrix is missing; `Some(None)` once writing has failed.
+    writer: RefCell<Option<Option<Writer>>>,
 }
 
 impl WeightCache {
@@ -105,6 +198,7 @@ impl WeightCache {
             }
         };
         let path = dir.join(file_name(model));
+        remove_orphans(&path);
         let found = match read(&path, identity) {
             Ok(found) => Some(found),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -117,28 +211,76 @@ impl WeightCache {
             path,
             identity,
             found,
-            matrices: RefCell::new(Vec::new()),
-            missed: RefCell::new(false),
+            hits: RefCell::new(Vec::new()),
+            writer: RefCell::new(None),
         })
     }
 
-    /// The cached bytes of matrix `name` (`rows` x `cols` of `kind`, interleaved
-    /// into `len` bytes), read in and checked against their checksum; `None` where
-    /// the cache lacks them or they are corrupt.
-    pub fn lookup(
+    /// The repacked bytes of matrix `name` (`rows` x `cols` of `kind`, `len`
+    /// bytes repacked): mapped from the cache file found where it holds them
+    /// (checked against their checksum), else written by `fill` into the new cache
+    /// file. `None` where that file cannot be written: the caller repacks into
+    /// memory of its own.
+    pub fn get(
         &self,
         name: &str,
         kind: TensorType,
         rows: usize,
         cols: usize,
         len: usize,
+        fill: impl FnOnce(&mut [u8]),
     ) -> Option<Mapped> {
+        if let Some((data, entry)) = self.lookup(name, kind, rows, cols, len) {
+            self.hits.borrow_mut().push(Hit {
+                name: name.to_owned(),
+                entry,
+                data: data.clone(),
+            });
+            return Some(data);
+        }
+        let mut writer = self.writer.borrow_mut();
+        let writer = writer.get_or_insert_with(|| {
+            Writer::create(&self.path)
+                .map_err(|e| tracing::warn!(cache = %self.path.display(), error = %e, "weight cache not written"))
+                .ok()
+        });
+        let w = writer.as_mut()?;
+        match w.append(len, fill) {
+            Ok((data, crc)) => {
+                let entry = Entry {
+                    kind: kind.name().to_owned(),
+                    rows: rows as u64,
+                    cols: cols as u64,
+                    offset: w.at - len as u64,
+                    len: len as u64,
+                    crc,
+                };
+                w.index.push((name.to_owned(), entry));
+                data.populate(0..len);
+                Some(data)
+            }
+            Err(e) => {
+                tracing::warn!(cache = %self.path.display(), error = %e, "weight cache not written");
+                // Dropping the writer removes its file.
+                *writer = None;
+                None
+            }
+        }
+    }
+
+    /// The cached bytes of matrix `name` and their entry, read in and checked.
+    fn lookup(
+        &self,
+        name: &str,
+        kind: TensorType,
+        rows: usize,
+        cols: usize,
+        len: usize,
+    ) -> Option<(Mapped, Entry)> {
         let (map, entries) = self.found.as_ref()?;
         let e = entries.get(name)?;
-        if e.kind != kind.name() || e.rows != rows as u64 || e.cols != cols as u64 {
-            return None;
-        }
-        if e.len != len as u64 {
+        let shape = (e.rows, e.cols, e.len) == (rows as u64, cols as u64, len as u64);
+        if e.kind != kind.name() || !shape {
             return None;
         }
         let data = Mapped::file_range(map, e.offset as usize, len);
@@ -147,50 +289,80 @@ impl WeightCache {
             tracing::warn!(cache = %self.path.display(), tensor = name, "weight cache checksum mismatch: repacking");
             return None;
         }
-        Some(data)
+        Some((data, e.clone()))
     }
 
-    /// Notes the interleaved bytes of matrix `name`, from the cache (`cached`) or
-    /// repacked by this load.
-    pub fn record(
-        &self,
-        name: &str,
-        kind: TensorType,
-        rows: usize,
-        cols: usize,
-        data: &Mapped,
-        cached: bool,
-    ) {
-        if !cached {
-            *self.missed.borrow_mut() = true;
-        }
-        self.matrices.borrow_mut().push(Repacked {
-            name: name.to_owned(),
-            kind,
-            rows,
-            cols,
-            data: data.clone(),
-        });
-    }
-
-    /// After the load: writes the cache file if some matrix was not in it. A
-    /// failure is logged, never returned: the model is loaded either way.
+    /// After the load: completes the new cache file if one was begun (the matrices
+    /// found in the old one copied in), and renames it into place. A failure is
+    /// logged, never returned: the model is loaded either way.
     pub fn finish(self) {
-        let matrices = self.matrices.into_inner();
-        if !self.missed.into_inner() || matrices.is_empty() {
+        let Some(Some(mut writer)) = self.writer.into_inner() else {
             return;
-        }
+        };
         let start = Instant::now();
-        match write(&self.path, self.identity, &matrices) {
+        let done = self
+            .hits
+            .into_inner()
+            .into_iter()
+            .try_for_each(|hit| {
+                let offset = writer.copy(hit.data.bytes())?;
+                writer.index.push((
+                    hit.name,
+                    Entry {
+                        offset,
+                        ..hit.entry
+                    },
+                ));
+                Ok(())
+            })
+            .and_then(|()| writer.finish(&self.path, self.identity));
+        match done {
             Ok(bytes) => tracing::info!(
                 cache = %self.path.display(),
                 mib = bytes >> 20,
                 secs = start.elapsed().as_secs_f32(),
                 "weight cache written"
             ),
+            // Dropping the writer has removed its file.
             Err(e) => {
                 tracing::warn!(cache = %self.path.display(), error = %e, "weight cache not written")
             }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        // Gone already where `finish` renamed it.
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+/// The temporary name under which process `pid` writes the cache file `path`.
+fn partial_name(path: &Path, pid: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".partial-{pid}"));
+    PathBuf::from(name)
+}
+
+/// Removes the temporary files of `path` left by processes that no longer run
+/// (killed while writing it).
+fn remove_orphans(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let prefix = format!("{}.partial-", name.to_string_lossy());
+    for e in entries.flatten() {
+        let file = e.file_name();
+        let pid = file
+            .to_string_lossy()
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<u32>().ok());
+        if pid.is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists()) {
+            let _ = std::fs::remove_file(e.path());
         }
     }
 }
@@ -309,64 +481,4 @@ fn read(path: &Path, identity: Identity) -> std::io::Result<(Arc<Mmap>, HashMap<
     // not change while it is mapped.
     let map = unsafe { Mmap::map(&file) }?;
     Ok((Arc::new(map), entries))
-}
-
-/// Writes `matrices` as the cache file at `path` (a temporary file renamed into
-/// place); the bytes written. It is not synced: the kernel writes it back in its
-/// own time, and should a crash tear it, the checksums tell.
-fn write(path: &Path, identity: Identity, matrices: &[Repacked]) -> std::io::Result<u64> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = path.with_extension(format!("partial-{}", std::process::id()));
-    let written = write_file(&tmp, identity, matrices).and_then(|bytes| {
-        std::fs::rename(&tmp, path)?;
-        Ok(bytes)
-    });
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
-}
-
-fn write_file(path: &Path, identity: Identity, matrices: &[Repacked]) -> std::io::Result<u64> {
-    let mut file = std::io::BufWriter::with_capacity(1 << 20, File::create(path)?);
-    file.write_all(&[0u8; HEADER as usize])?;
-    let mut at = HEADER;
-    let mut index = Vec::new();
-    index.extend_from_slice(&(matrices.len() as u32).to_le_bytes());
-    for m in matrices {
-        let pad = at.next_multiple_of(ALIGN) - at;
-        file.write_all(&vec![0u8; pad as usize])?;
-        at += pad;
-        let bytes = m.data.bytes();
-        file.write_all(bytes)?;
-        for s in [m.name.as_str(), m.kind.name()] {
-            index.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            index.extend_from_slice(s.as_bytes());
-        }
-        for v in [m.rows as u64, m.cols as u64, at, bytes.len() as u64] {
-            index.extend_from_slice(&v.to_le_bytes());
-        }
-        index.extend_from_slice(&crc32fast::hash(bytes).to_le_bytes());
-        at += bytes.len() as u64;
-    }
-    file.write_all(&index)?;
-    let mut header = Vec::with_capacity(HEADER as usize);
-    header.extend_from_slice(MAGIC);
-    header.extend_from_slice(&FORMAT.to_le_bytes());
-    header.extend_from_slice(&LAYOUT.to_le_bytes());
-    for v in [
-        identity.len,
-        identity.mtime as u64,
-        identity.mtime_nsec as u64,
-        identity.ino,
-        at,
-        index.len() as u64,
-    ] {
-        header.extend_from_slice(&v.to_le_bytes());
-    }
-    header.extend_from_slice(&crc32fast::hash(&index).to_le_bytes());
-    let file = file.into_inner().map_err(|e| e.into_error())?;
-    file.write_all_at(&header, 0)?;
-    Ok(at + index.len() as u64)
 }

@@ -412,42 +412,47 @@ impl QuantMatrix {
     }
 
     /// The matrix interleaved into groups `G`: mapped from `cache` where it holds
-    /// them, else interleaved now (and noted for the cache).
+    /// them, else interleaved into the cache's new file (or, failing that, into
+    /// memory of our own).
     fn interleave_cached<G: kernels::Interleaved>(
         &self,
         name: &str,
         cache: Option<&WeightCache>,
     ) -> Result<Mapped> {
-        let Some(cache) = cache else {
-            return self.interleave::<G>(name);
-        };
         let len = kernels::group_count::<G>(self.rows, self.cols) * std::mem::size_of::<G>();
-        let (data, cached) = match cache.lookup(name, self.kind, self.rows, self.cols, len) {
-            Some(data) => (data, true),
-            None => (self.interleave::<G>(name)?, false),
-        };
-        cache.record(name, self.kind, self.rows, self.cols, &data, cached);
-        Ok(data)
+        let fill = |out: &mut [u8]| self.interleave_into::<G>(out);
+        match cache.and_then(|c| c.get(name, self.kind, self.rows, self.cols, len, fill)) {
+            Some(data) => Ok(data),
+            None => self.interleave::<G>(name),
+        }
     }
 
-    /// The matrix interleaved into groups `G`, in an anonymous map. The original is
-    /// read and released a slab of rows at a time, so that it and the copy are
-    /// never both resident in full.
+    /// The matrix interleaved into groups `G`, in an anonymous map.
     fn interleave<G: kernels::Interleaved>(&self, name: &str) -> Result<Mapped> {
-        /// Bytes of the original per slab (a multiple of 16 rows).
-        const SLAB: usize = 16 << 20;
-        let groups = kernels::group_count::<G>(self.rows, self.cols);
-        let len = groups * std::mem::size_of::<G>();
+        let len = kernels::group_count::<G>(self.rows, self.cols) * std::mem::size_of::<G>();
         let mut map = MmapMut::map_anon(len.max(1)).map_err(|e| Error::io(name, e))?;
         // Best effort: huge pages make the first touch of fresh memory cheaper (on
         // the development VM, loading the Qwen3 Q4_K_M file at one thread spent
         // 4.3 s in the kernel with them, 5.0-5.4 s without).
         let _ = map.advise(Advice::HugePage);
+        self.interleave_into::<G>(&mut map[..len]);
+        Mapped::anonymous(map, len).map_err(|e| Error::io(name, e))
+    }
+
+    /// Interleaves the matrix into groups `G` in `out` (page-aligned, the groups'
+    /// size). The original is read and released a slab of rows at a time, so that
+    /// it and the copy are never both resident in full.
+    fn interleave_into<G: kernels::Interleaved>(&self, out: &mut [u8]) {
+        /// Bytes of the original per slab (a multiple of 16 rows).
+        const SLAB: usize = 16 << 20;
+        let groups = kernels::group_count::<G>(self.rows, self.cols);
         // SAFETY: the groups are plain old data (integers and f16 bits), so any
-        // bytes, the map's zeros included, are a valid value; `align_to_mut` only
-        // yields aligned values.
-        let (head, out, _) = unsafe { map.align_to_mut::<G>() };
-        assert!(head.is_empty(), "anonymous maps are page-aligned");
+        // bytes are a valid value; `align_to_mut` only yields aligned values.
+        let (head, out, _) = unsafe { out.align_to_mut::<G>() };
+        assert!(
+            head.is_empty() && out.len() == groups,
+            "callers pass page-aligned space for exactly the groups"
+        );
         let blocks = self.blocks::<G::Source>();
         let per_row = blocks.len() / self.rows;
         let groups_per_row = groups / self.rows.div_ceil(kernels::LANES);
@@ -465,7 +470,6 @@ impl QuantMatrix {
             );
             self.data.release(bytes);
         }
-        Mapped::anonymous(map, len).map_err(|e| Error::io(name, e))
     }
 
     /// The data as blocks of `T`, one of the block types (plain old data).

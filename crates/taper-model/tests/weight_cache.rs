@@ -163,3 +163,26 @@ fn an_unwritable_cache_directory_does_not_fail_the_load() {
     assert_eq!(logits(&model, &opts), logits(&model, &LoadOptions::new()));
     assert_eq!(std::fs::read(&blocker).unwrap(), b"in the way");
 }
+
+#[test]
+fn a_cache_file_left_half_written_by_a_killed_load_is_removed() {
+    if !repacks() {
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let cache_dir = d.path().join("weights");
+    let model = write_model(d.path(), Architecture::Llama);
+    let opts = LoadOptions::new().weight_cache(&cache_dir);
+    logits(&model, &opts);
+    let [file] = &cache_files(&cache_dir)[..] else {
+        panic!("one cache file expected");
+    };
+    // No process has this id (above the kernel's limit of 2^22).
+    let orphan = PathBuf::from(format!("{}.partial-4294967295", file.display()));
+    std::fs::write(&orphan, b"half").unwrap();
+    let ours = PathBuf::from(format!("{}.partial-{}", file.display(), std::process::id()));
+    std::fs::remove_file(file).unwrap();
+    logits(&model, &opts);
+    assert!(!orphan.exists() && !ours.exists());
+    assert_eq!(cache_files(&cache_dir).len(), 1);
+}
