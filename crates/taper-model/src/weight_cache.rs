@@ -115,7 +115,9 @@ impl Writer {
         fill: impl FnOnce(&mut [u8]),
     ) -> std::io::Result<(Mapped, u32)> {
         let at = self.at.next_multiple_of(ALIGN);
-        self.file.set_len(at + len as u64)?;
+        // The disk blocks are taken now: a full disk is this error, not a SIGBUS
+        // when the map is written.
+        reserve(&self.file, at, len as u64)?;
         let mut options = MmapOptions::new();
         options.offset(at).len(len.max(1));
         // SAFETY: the temporary file is this writer's own (its name holds our
@@ -171,6 +173,19 @@ impl Writer {
         self.file.write_all_at(&header, 0)?;
         std::fs::rename(&self.tmp, path)?;
         Ok(self.at + index.len() as u64)
+    }
+}
+
+/// Extends `file` to hold `len` bytes at `at`, with disk blocks allocated for them.
+fn reserve(file: &File, at: u64, len: u64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let too_big = || std::io::Error::new(std::io::ErrorKind::InvalidInput, "cache too large");
+    let at = libc::off_t::try_from(at).map_err(|_| too_big())?;
+    let len = libc::off_t::try_from(len.max(1)).map_err(|_| too_big())?;
+    // SAFETY: a plain system call on a descriptor the `File` keeps open.
+    match unsafe { libc::posix_fallocate(file.as_raw_fd(), at, len) } {
+        0 => Ok(()),
+        e => Err(std::io::Error::from_raw_os_error(e)),
     }
 }
 
