@@ -70,6 +70,34 @@ struct Entry {
     crc: u32,
 }
 
+/// A repacked matrix a load asks the cache for.
+pub(crate) struct Wanted<'a> {
+    /// The tensor's name in the model file.
+    pub name: &'a str,
+    /// Its block type as stored.
+    pub kind: TensorType,
+    /// Its rows (output columns).
+    pub rows: usize,
+    /// Its columns (inputs).
+    pub cols: usize,
+    /// Bytes of the repacked matrix.
+    pub len: usize,
+}
+
+impl Wanted<'_> {
+    /// Its index entry, for bytes at `offset` with checksum `crc`.
+    fn entry(&self, offset: u64, crc: u32) -> Entry {
+        Entry {
+            kind: self.kind.name().to_owned(),
+            rows: self.rows as u64,
+            cols: self.cols as u64,
+            offset,
+            len: self.len as u64,
+            crc,
+        }
+    }
+}
+
 /// A matrix mapped from the cache file found, kept for the file that replaces it
 /// if another matrix was missing.
 struct Hit {
@@ -231,23 +259,14 @@ impl WeightCache {
         })
     }
 
-    /// The repacked bytes of matrix `name` (`rows` x `cols` of `kind`, `len`
-    /// bytes repacked): mapped from the cache file found where it holds them
-    /// (checked against their checksum), else written by `fill` into the new cache
-    /// file. `None` where that file cannot be written: the caller repacks into
-    /// memory of its own.
-    pub fn get(
-        &self,
-        name: &str,
-        kind: TensorType,
-        rows: usize,
-        cols: usize,
-        len: usize,
-        fill: impl FnOnce(&mut [u8]),
-    ) -> Option<Mapped> {
-        if let Some((data, entry)) = self.lookup(name, kind, rows, cols, len) {
+    /// The repacked bytes of the matrix `want`: mapped from the cache file found
+    /// where it holds them (checked against their checksum), else written by
+    /// `fill` into the new cache file. `None` where that file cannot be written:
+    /// the caller repacks into memory of its own.
+    pub fn get(&self, want: &Wanted, fill: impl FnOnce(&mut [u8])) -> Option<Mapped> {
+        if let Some((data, entry)) = self.lookup(want) {
             self.hits.borrow_mut().push(Hit {
-                name: name.to_owned(),
+                name: want.name.to_owned(),
                 entry,
                 data: data.clone(),
             });
@@ -260,18 +279,11 @@ impl WeightCache {
                 .ok()
         });
         let w = writer.as_mut()?;
-        match w.append(len, fill) {
+        match w.append(want.len, fill) {
             Ok((data, crc)) => {
-                let entry = Entry {
-                    kind: kind.name().to_owned(),
-                    rows: rows as u64,
-                    cols: cols as u64,
-                    offset: w.at - len as u64,
-                    len: len as u64,
-                    crc,
-                };
-                w.index.push((name.to_owned(), entry));
-                data.populate(0..len);
+                let entry = want.entry(w.at - want.len as u64, crc);
+                w.index.push((want.name.to_owned(), entry));
+                data.populate(0..want.len);
                 Some(data)
             }
             Err(e) => {
@@ -284,20 +296,13 @@ impl WeightCache {
     }
 
     /// The cached bytes of matrix `name` and their entry, read in and checked.
-    fn lookup(
-        &self,
-        name: &str,
-        kind: TensorType,
-        rows: usize,
-        cols: usize,
-        len: usize,
-    ) -> Option<(Mapped, Entry)> {
+    fn lookup(&self, want: &Wanted) -> Option<(Mapped, Entry)> {
         let (map, entries) = self.found.as_ref()?;
-        let e = entries.get(name)?;
-        let shape = (e.rows, e.cols, e.len) == (rows as u64, cols as u64, len as u64);
-        if e.kind != kind.name() || !shape {
+        let e = entries.get(want.name)?;
+        if *e != want.entry(e.offset, e.crc) {
             return None;
         }
+        let (name, len) = (want.name, want.len);
         let data = Mapped::file_range(map, e.offset as usize, len);
         data.populate(0..len);
         if crc32fast::hash(data.bytes()) != e.crc {

@@ -21,7 +21,7 @@ use crate::config::{Architecture, ModelConfig};
 use crate::error::{Error, Result};
 use crate::gguf::{GgufHeader, TensorInfo, TensorType};
 use crate::kernels;
-use crate::weight_cache::WeightCache;
+use crate::weight_cache::{Wanted, WeightCache};
 
 /// What a tensor is for, which decides how it is stored in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -421,7 +421,14 @@ impl QuantMatrix {
     ) -> Result<Mapped> {
         let len = kernels::group_count::<G>(self.rows, self.cols) * std::mem::size_of::<G>();
         let fill = |out: &mut [u8]| self.interleave_into::<G>(out);
-        match cache.and_then(|c| c.get(name, self.kind, self.rows, self.cols, len, fill)) {
+        let want = Wanted {
+            name,
+            kind: self.kind,
+            rows: self.rows,
+            cols: self.cols,
+            len,
+        };
+        match cache.and_then(|c| c.get(&want, fill)) {
             Some(data) => Ok(data),
             None => self.interleave::<G>(name),
         }
