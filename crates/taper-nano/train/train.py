@@ -559,6 +559,10 @@ def main():
         held_system, heldout = encode_records(tok, held)
         assert held_system == system_ids, "the held-out corpus has another system prompt"
 
+    # The same measure on training problems tells underfitting from failing to
+    # generalize.
+    train_probe = problems[: args.eval_n]
+
     warmup = args.warmup
     losses = []
     start = time.time()
@@ -601,6 +605,7 @@ def main():
                 report(f"epoch {epoch} step {step} loss {loss.item():.4f} lr {lr:.2e} {tps:.0f} tok/s {time.time() - start:.0f}s")
             if heldout and (step % args.eval_every == 0 or step == args.steps):
                 report(f"step {step} held-out exact match: {exact_match(model, system, system_ids, heldout)}")
+                report(f"step {step} training exact match: {exact_match(model, system, system_ids, train_probe)}")
     report(f"trained {step} steps in {time.time() - start:.0f}s, final loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
 
     with open(os.path.join(args.out, "loss.csv"), "w") as f:
