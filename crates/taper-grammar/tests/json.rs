@@ -127,6 +127,30 @@ fn numbers_stay_in_f64_range() {
 }
 
 #[test]
+fn an_anchored_pattern_is_enforced_whole() {
+    // An arithmetic expression: numbers joined by binary operators, parentheses one
+    // level deep (the shape of the embedded model's calculator argument).
+    let number = r"[0-9]+(\.[0-9]+)?";
+    let group = format!(r"({number}|\({number}( [-+*/] {number})*\))");
+    let pattern = format!("^{group}( [-+*/] {group})*$");
+    let expression =
+        JsonSchema::new(json!({"type": "string", "pattern": pattern})).expect("schema");
+    for ok in ["12 * 3", "(4 * 2.5 + 3) / 2", "7"] {
+        assert!(accepts(&expression, &format!("{ok:?}")), "{ok}");
+    }
+    for bad in [
+        "676 *  / 10",
+        "22 * 2 + 22) / 200",
+        "200 + 202 7",
+        "12*3",
+        "(1 + (2 * 3))",
+        "",
+    ] {
+        assert!(!accepts(&expression, &format!("{bad:?}")), "{bad}");
+    }
+}
+
+#[test]
 fn keys_and_eos_are_forced_and_rollback_crosses_eos() {
     let env = env(Vocab::Qwen3);
     let tok = shared_tokenizer(Vocab::Qwen3);

@@ -45,9 +45,20 @@ pub const SYSTEM_PROMPT: &str =
 /// model cannot use, and that would be most of every prompt it reads).
 pub const CALCULATOR_DESCRIPTION: &str = "Evaluates one arithmetic expression exactly.";
 
+/// The regular expression the nano calculator's `expression` must match: numbers
+/// (whole or decimal) joined by `+ - * /` with one space on each side, and groups of
+/// them in parentheses, one level deep. Every expression of the training problems
+/// matches, and no text the calculator cannot parse does; the grammar
+/// enforces it, so a model that miscopies still writes an expression that evaluates.
+pub fn expression_pattern() -> String {
+    let number = r"[0-9]+(\.[0-9]+)?";
+    let group = format!(r"({number}|\({number}( [-+*/] {number})*\))");
+    format!("^{group}( [-+*/] {group})*$")
+}
+
 /// The calculator of the nano agent: the real [`Calculator`] (same name, same
 /// evaluation, same output text), described by [`CALCULATOR_DESCRIPTION`] with a
-/// schema of one string and no descriptions.
+/// schema of one string matching [`expression_pattern`] and no descriptions.
 ///
 /// ```
 /// use taper_tool::ToolBox;
@@ -75,7 +86,10 @@ impl DynTool for NanoCalculator {
     fn schema(&self) -> Value {
         json!({
             "type": "object",
-            "properties": {"expression": {"type": "string"}},
+            "properties": {"expression": {
+                "type": "string",
+                "pattern": expression_pattern(),
+            }},
             "required": ["expression"],
             "additionalProperties": false
         })
@@ -140,7 +154,39 @@ pub fn mentions_number(text: &str, number: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::mentions_number;
+    use taper_tool::DynTool as _;
+
+    use super::{NanoCalculator, Split, generate, mentions_number};
+
+    #[test]
+    fn the_calculator_schema_takes_every_problem_expression_and_no_malformed_one() {
+        let schema = NanoCalculator::default().schema();
+        let validator = jsonschema::validator_for(&schema).expect("the schema compiles");
+        let arguments = |e: &str| serde_json::json!({ "expression": e });
+        let problems = [
+            generate(0, Split::Train, 1000),
+            generate(1, Split::HeldOut, 1000),
+        ];
+        for p in problems.iter().flatten() {
+            assert!(
+                validator.is_valid(&arguments(&p.expression)),
+                "{}",
+                p.expression
+            );
+        }
+        // Expressions an undertrained model wrote, which the calculator refused.
+        for bad in [
+            "676 *  / 10",
+            "22 * 2 + 22) / 200",
+            "200 + 202 7",
+            "6000 - 6000 Gives away 50000000",
+            "(1 + (2 * 3))",
+            "12*3",
+            "",
+        ] {
+            assert!(!validator.is_valid(&arguments(bad)), "{bad}");
+        }
+    }
 
     #[test]
     fn numbers_match_whole() {
