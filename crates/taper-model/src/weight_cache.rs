@@ -295,18 +295,17 @@ impl WeightCache {
         }
     }
 
-    /// The cached bytes of matrix `name` and their entry, read in and checked.
+    /// The cached bytes of the matrix `want` and their entry, read in and checked.
     fn lookup(&self, want: &Wanted) -> Option<(Mapped, Entry)> {
         let (map, entries) = self.found.as_ref()?;
         let e = entries.get(want.name)?;
         if *e != want.entry(e.offset, e.crc) {
             return None;
         }
-        let (name, len) = (want.name, want.len);
-        let data = Mapped::file_range(map, e.offset as usize, len);
-        data.populate(0..len);
+        let data = Mapped::file_range(map, e.offset as usize, want.len);
+        data.populate(0..want.len);
         if crc32fast::hash(data.bytes()) != e.crc {
-            tracing::warn!(cache = %self.path.display(), tensor = name, "weight cache checksum mismatch: repacking");
+            tracing::warn!(cache = %self.path.display(), tensor = want.name, "weight cache checksum mismatch: repacking");
             return None;
         }
         Some((data, e.clone()))
