@@ -7,13 +7,16 @@
 //! "per", "percent", "total") but not their phrasings or number intervals:
 //!
 //! - **templates**: every category has training phrasings and held-out ones (new
-//!   wordings and orders of the same quantities);
-//! - **numbers**: the multi-digit numbers of the held-out split lie in intervals
-//!   training never draws from ([`held_out_leading`]: 30-39 and 60-69, 400-499
-//!   and 700-799, 5000-5999 and 8000-8999, ...), while every digit still leads
-//!   some training number of another length, so the model can learn to copy
-//!   any digit; cents and percentages come from disjoint lists too. One-digit
-//!   counts are shared.
+//!   wordings and orders of the same quantities); training texts are also
+//!   reworded at random (synonyms, the question first, an opening), never into a
+//!   held-out wording;
+//! - **numbers**: each multi-digit quantity of a held-out problem lies in an
+//!   interval training never draws that quantity from ([`held_out_leading`]:
+//!   the first number a problem draws, if it has two digits, is in the 50s or
+//!   80s in held-out problems and never in training ones; the second in the 20s
+//!   or 90s; ...), while every number still appears in training as some other
+//!   quantity, so the model can learn to copy any number; cents and percentages
+//!   come from disjoint lists. One-digit counts are shared.
 
 use taper_calculator::Calculator;
 
@@ -29,18 +32,15 @@ pub enum Split {
 }
 
 /// The leading digits reserved for the held-out split among numbers of `digits`
-/// digits (two or more): two per length, a different pair for each length, so
-/// that every digit leads training numbers of the other lengths.
-pub fn held_out_leading(digits: u32) -> [u64; 2] {
-    match digits {
-        2 => [3, 6],
-        3 => [4, 7],
-        4 => [5, 8],
-        _ => [2, 9],
-    }
+/// digits (two or more) drawn as the `slot`-th number of a problem (counting
+/// from 0): two per length and slot, a different pair for the next slot, so that
+/// every number of every length is a training number in some slot.
+pub fn held_out_leading(digits: u32, slot: u32) -> [u64; 2] {
+    const PAIRS: [[u64; 2]; 4] = [[3, 6], [4, 7], [5, 8], [2, 9]];
+    PAIRS[((digits + slot) % 4) as usize]
 }
 
-// Two-digit cents and percentages follow the two-digit rule: 30s and 60s held out.
+// Cents and percentages come from disjoint lists: the 30s and 60s are held out.
 const TRAIN_CENTS: [&str; 12] = [
     "25", "50", "75", "20", "80", "10", "90", "15", "85", "45", "40", "95",
 ];
@@ -96,16 +96,20 @@ pub struct Problem {
 struct Draw<'a> {
     rng: &'a mut Rng,
     split: Split,
+    /// How many integers this problem has drawn.
+    slot: u32,
 }
 
 impl Draw<'_> {
     /// An integer with `min..=max` digits; one-digit numbers are 2..=9.
     fn int(&mut self, min_digits: u32, max_digits: u32) -> u64 {
         let digits = self.rng.range(u64::from(min_digits), u64::from(max_digits)) as u32;
+        let slot = self.slot;
+        self.slot += 1;
         if digits == 1 {
             return self.rng.range(2, 9);
         }
-        let reserved = held_out_leading(digits);
+        let reserved = held_out_leading(digits, slot);
         let leading = match self.split {
             Split::Train => loop {
                 let d = self.rng.range(1, 9);
@@ -948,6 +952,60 @@ pub fn exact_result(output: &str) -> Option<&str> {
     (!integer.is_empty() && integer.bytes().all(|b| b.is_ascii_digit())).then_some(rest)
 }
 
+/// Training rewordings of a word: (the word with its spaces, the alternatives).
+/// None of them is a held-out template's wording.
+const REWORDINGS: &[(&str, &[&str])] = &[
+    (" buys ", &[" gets ", " purchases ", " picks up "]),
+    (" costs ", &[" sells for ", " is priced at "]),
+    (" travels at ", &[" drives at ", " moves at "]),
+    (" reads ", &[" finishes ", " gets through "]),
+    (" moves ", &[" pumps ", " pushes "]),
+    (" gives away ", &[" hands out ", " donates "]),
+    (" earns ", &[" makes ", " is paid "]),
+    (" pays with ", &[" hands over ", " pays using "]),
+];
+
+/// Openings put before some training problems.
+const OPENINGS: &[&str] = &[
+    "Question: ",
+    "Here is a problem. ",
+    "Solve this: ",
+    "Quick one: ",
+];
+
+/// A training problem's text reworded at random, so that the model learns to read
+/// the cue words (each, per, percent, change) wherever they stand instead of the
+/// few sentence shapes of the templates: words replaced by synonyms, the question
+/// moved before the facts, "What is" made an imperative, an opening added. The
+/// quantities and their words are unchanged, so the reasoning and the expression
+/// stay right.
+fn reword(text: &str, rng: &mut Rng) -> String {
+    let mut text = text.to_owned();
+    for &(word, alternatives) in REWORDINGS {
+        if text.contains(word) && rng.range(0, 1) == 0 {
+            let alternative = *rng.pick(alternatives);
+            text = text.replacen(word, alternative, 1);
+        }
+    }
+    if let Some(rest) = text.strip_prefix("What is ")
+        && let Some(rest) = rest.strip_suffix('?')
+        && rng.range(0, 2) == 0
+    {
+        text = format!("{} {rest}.", rng.pick(&["Compute", "Work out"]));
+    }
+    // "Facts. Question?" -> "Question? Facts."
+    if text.ends_with('?')
+        && let Some(cut) = text.rfind(". ")
+        && rng.range(0, 2) == 0
+    {
+        text = format!("{} {}", &text[cut + 2..], &text[..=cut]);
+    }
+    if rng.range(0, 3) == 0 {
+        text = format!("{}{text}", rng.pick(OPENINGS));
+    }
+    text
+}
+
 /// `n` problems of `split`, the same for the same seed. Templates of the split are
 /// used in turn; a problem whose result is not an exact, non-negative decimal is
 /// drawn again.
@@ -961,6 +1019,7 @@ pub fn generate(seed: u64, split: Split, n: usize) -> Vec<Problem> {
         let b = (template.build)(&mut Draw {
             rng: &mut rng,
             split,
+            slot: 0,
         });
         let Ok(evaluation) = calculator.evaluate(&b.expression) else {
             continue;
@@ -970,10 +1029,14 @@ pub fn generate(seed: u64, split: Split, n: usize) -> Vec<Problem> {
             continue;
         };
         let answer = answer.to_owned();
+        let text = match split {
+            Split::Train => reword(&b.text, &mut rng),
+            Split::HeldOut => b.text,
+        };
         out.push(Problem {
             template: template.name,
             split,
-            text: b.text,
+            text,
             notes: b.notes,
             expression: b.expression,
             calculator_output: output,
@@ -998,6 +1061,41 @@ mod tests {
     use super::*;
 
     #[test]
+    fn training_texts_are_reworded_but_never_into_held_out_wordings() {
+        let train = generate(3, Split::Train, 2000);
+        let question_first = train
+            .iter()
+            .filter(|p| p.text.contains("? ") && !p.text.ends_with('?'))
+            .count();
+        let synonyms = train
+            .iter()
+            .filter(|p| p.text.contains(" purchases "))
+            .count();
+        let openings = train
+            .iter()
+            .filter(|p| p.text.starts_with("Question: "))
+            .count();
+        assert!(question_first > 200 && synonyms > 20 && openings > 50);
+        // Wordings only held-out templates use.
+        for fragment in [
+            "if each one costs",
+            "change is left",
+            "flow out of",
+            "goes up by",
+            "starts with",
+            "in each box",
+            "Find ",
+            "rope",
+            "train",
+        ] {
+            assert!(
+                !train.iter().any(|p| p.text.contains(fragment)),
+                "{fragment}"
+            );
+        }
+    }
+
+    #[test]
     fn same_seed_same_problems() {
         assert_eq!(generate(3, Split::Train, 50), generate(3, Split::Train, 50));
         assert_ne!(generate(3, Split::Train, 50), generate(4, Split::Train, 50));
@@ -1016,44 +1114,45 @@ mod tests {
         );
     }
 
-    /// The numbers of two or more digits in a text.
-    fn long_numbers(text: &str) -> Vec<String> {
-        text.split(|c: char| !c.is_ascii_digit() && c != '.')
-            .map(|w| w.trim_matches('.'))
-            .filter(|w| !w.is_empty())
-            .map(|w| w.split('.').next().unwrap_or(w).to_owned())
-            .filter(|w| w.len() >= 2)
-            .collect()
-    }
-
     #[test]
-    fn splits_use_disjoint_number_intervals() {
-        // (digits, leading digit) of each drawn multi-digit number of a problem.
-        let leading = |p: &Problem| -> Vec<(u32, u64)> {
-            long_numbers(&p.text)
-                .iter()
-                // Bills (1, 2 or 5 then zeros) are not drawn.
-                .filter(|n| {
-                    let zeros = n.trim_start_matches(['1', '2', '5']);
-                    !(n.len() - zeros.len() == 1 && zeros.bytes().all(|b| b == b'0'))
-                })
-                .map(|n| (n.len() as u32, u64::from(n.as_bytes()[0] - b'0')))
-                .collect()
-        };
-        for p in generate(5, Split::HeldOut, 300) {
-            for (len, d) in leading(&p) {
-                assert!(held_out_leading(len).contains(&d), "{}", p.text);
+    fn splits_draw_each_quantity_from_disjoint_intervals() {
+        // (slot, digits, leading digit) of numbers drawn as templates draw them.
+        let draws = |split: Split| -> Vec<(u32, u32, u64)> {
+            let mut rng = Rng::new(5);
+            let mut out = Vec::new();
+            for _ in 0..400 {
+                let mut d = Draw {
+                    rng: &mut rng,
+                    split,
+                    slot: 0,
+                };
+                for slot in 0..4 {
+                    let n = d.int(2, 4);
+                    let text = n.to_string();
+                    out.push((
+                        slot,
+                        text.len() as u32,
+                        u64::from(text.as_bytes()[0] - b'0'),
+                    ));
+                }
             }
+            out
+        };
+        for (slot, len, d) in draws(Split::HeldOut) {
+            assert!(held_out_leading(len, slot).contains(&d), "{slot} {len} {d}");
         }
         let mut seen = HashSet::new();
-        for p in generate(5, Split::Train, 300) {
-            for (len, d) in leading(&p) {
-                assert!(!held_out_leading(len).contains(&d), "{}", p.text);
-                seen.insert(d);
-            }
+        for (slot, len, d) in draws(Split::Train) {
+            assert!(
+                !held_out_leading(len, slot).contains(&d),
+                "{slot} {len} {d}"
+            );
+            seen.insert((len, d));
         }
-        // Every digit leads some training number.
-        assert!((1..=9).all(|d| seen.contains(&d)), "{seen:?}");
+        // Every number (every leading digit of every length) is drawn in training.
+        for len in 2..=4 {
+            assert!((1..=9).all(|d| seen.contains(&(len, d))), "{seen:?}");
+        }
     }
 
     #[test]
