@@ -1,5 +1,6 @@
 //! What `run` and `chat` share: the model and agent options, loading the model
-//! (with a progress bar on a terminal) and building the agent.
+//! (with a progress bar on a terminal) and building the agent. Without `--model`
+//! they run the built-in model (`taper-nano`) with the agent it was trained for.
 
 use std::path::PathBuf;
 
@@ -17,7 +18,8 @@ const KNOWN_TOOLS: [&str; 2] = ["calculator", "python"];
 #[derive(Debug, Args)]
 pub struct ModelArgs {
     /// The model: a GGUF file, or a Hugging Face directory (config.json,
-    /// safetensors and tokenizer.json).
+    /// safetensors and tokenizer.json) [default: the built-in toy model, which
+    /// solves arithmetic word problems with the calculator].
     #[arg(long, value_name = "FILE.gguf|DIR")]
     pub model: Option<PathBuf>,
     /// A tokenizer.json to use instead of the model's own.
@@ -40,18 +42,20 @@ pub struct AgentArgs {
     /// must not (none) call tools.
     #[arg(long, value_enum, default_value = "auto")]
     pub tool_choice: ToolChoiceArg,
-    /// Model turns per task; the last one may only answer.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_steps: u32,
+    /// Model turns per task; the last one may only answer [default: 8; 3 for the
+    /// built-in model].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_steps: Option<u32>,
     /// Reasoning tokens per step, after which the reasoning is closed.
     #[arg(long, value_name = "N")]
     pub think_budget: Option<usize>,
     /// Tokens the answer may take before it is cut.
     #[arg(long, value_name = "N")]
     pub answer_budget: Option<usize>,
-    /// Sampling temperature; 0 always takes the most likely token.
-    #[arg(long, default_value_t = 0.6, value_parser = parse_temperature)]
-    pub temperature: f32,
+    /// Sampling temperature; 0 always takes the most likely token [default: 0.6;
+    /// 0 for the built-in model].
+    #[arg(long, value_parser = parse_temperature)]
+    pub temperature: Option<f32>,
     /// Seed of the sampler: the same seed gives the same run.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -114,6 +118,8 @@ fn tool_names(names: &[String]) -> Result<Vec<ToolName>, CliError> {
 /// Everything checked before the model loads: the model path and the tools.
 pub struct Plan {
     model: PathBuf,
+    /// The built-in model (no `--model`): its own agent configuration.
+    nano: bool,
     tokenizer: Option<PathBuf>,
     weight_cache: Option<PathBuf>,
     tools: Vec<ToolName>,
@@ -121,14 +127,30 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// Checks the usage first (a model path, known tools), so that a mistake is
-    /// reported before anything slow starts.
+    /// Checks the usage first (a model, known tools), so that a mistake is
+    /// reported before anything slow starts. Without `--model`, the built-in model,
+    /// which knows only the calculator.
     pub fn new(model: &ModelArgs, agent: &AgentArgs) -> Result<Plan, CliError> {
+        let tools = tool_names(&agent.tools)?;
+        let (path, nano) = match &model.model {
+            Some(path) => (path.clone(), false),
+            None => {
+                if let Some(name) = agent.tools.iter().find(|n| n.as_str() != "calculator") {
+                    return Err(CliError::NanoTool { name: name.clone() });
+                }
+                let embedded = taper_nano::model_path();
+                if !embedded.is_file() {
+                    return Err(CliError::NoModel { embedded });
+                }
+                (embedded, true)
+            }
+        };
         Ok(Plan {
-            model: model.model.clone().ok_or(CliError::NoModel)?,
+            model: path,
+            nano,
             tokenizer: model.tokenizer.clone(),
             weight_cache: model.weight_cache.clone(),
-            tools: tool_names(&agent.tools)?,
+            tools,
             context: agent.context,
         })
     }
@@ -164,9 +186,13 @@ impl Plan {
     }
 
     /// Makes the planned tools (the Python sandbox is checked here, before the
-    /// model loads).
+    /// model loads); none for the built-in model, whose agent brings its own
+    /// calculator.
     pub async fn tools(&self) -> Result<ToolBox, CliError> {
         let mut tools = ToolBox::new();
+        if self.nano {
+            return Ok(tools);
+        }
         for tool in &self.tools {
             let registered = match tool {
                 ToolName::Calculator => tools.register(Calculator::new()),
@@ -181,34 +207,47 @@ impl Plan {
         }
         Ok(tools)
     }
-}
 
-/// Builds the agent on a loaded model with `tools` and the options of `args`.
-pub fn build_agent(decoder: &Decoder, tools: ToolBox, args: &AgentArgs) -> Result<Agent, CliError> {
-    let mut builder = Agent::builder(decoder)
-        .tools(tools)
-        .tool_choice(match args.tool_choice {
+    /// Builds the agent on the loaded model with `tools` and the options of
+    /// `args`: for the built-in model, the configuration it was trained for
+    /// ([`taper_nano::agent_builder`]) with the options given on top.
+    pub fn build_agent(
+        &self,
+        decoder: &Decoder,
+        tools: ToolBox,
+        args: &AgentArgs,
+    ) -> Result<Agent, CliError> {
+        let mut builder = if self.nano {
+            taper_nano::agent_builder(decoder)
+        } else {
+            Agent::builder(decoder)
+                .tools(tools)
+                .max_steps(8)
+                .sampling(SamplerConfig::default().seed(args.seed))
+        };
+        builder = builder.tool_choice(match args.tool_choice {
             ToolChoiceArg::Auto => ToolChoice::Auto,
             ToolChoiceArg::Required => ToolChoice::Required,
             ToolChoiceArg::None => ToolChoice::None,
-        })
-        .max_steps(args.max_steps as usize)
-        .sampling(
-            SamplerConfig::default()
-                .temperature(args.temperature)
-                .seed(args.seed),
-        );
-    if let Some(n) = args.think_budget {
-        builder = builder.thinking_budget(n);
+        });
+        if let Some(n) = args.max_steps {
+            builder = builder.max_steps(n as usize);
+        }
+        if let Some(t) = args.temperature {
+            builder = builder.sampling(SamplerConfig::default().temperature(t).seed(args.seed));
+        }
+        if let Some(n) = args.think_budget {
+            builder = builder.thinking_budget(n);
+        }
+        if let Some(n) = args.answer_budget {
+            builder = builder.max_answer_tokens(n);
+        }
+        if let Some(n) = args.context {
+            builder = builder.context(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some(text) = &args.system {
+            builder = builder.system_prompt(text.clone());
+        }
+        builder.build().map_err(CliError::Agent)
     }
-    if let Some(n) = args.answer_budget {
-        builder = builder.max_answer_tokens(n);
-    }
-    if let Some(n) = args.context {
-        builder = builder.context(usize::try_from(n).unwrap_or(usize::MAX));
-    }
-    if let Some(text) = &args.system {
-        builder = builder.system_prompt(text.clone());
-    }
-    builder.build().map_err(CliError::Agent)
 }

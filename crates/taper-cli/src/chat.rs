@@ -8,7 +8,7 @@ use taper::Error;
 use tokio::io::{AsyncBufReadExt as _, BufReader};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::agent::{AgentArgs, ModelArgs, Plan, build_agent};
+use crate::agent::{AgentArgs, ModelArgs, Plan};
 use crate::error::CliError;
 use crate::output::Printer;
 
@@ -42,7 +42,7 @@ pub fn chat(args: ChatArgs) -> Result<(), CliError> {
     let rt = crate::runtime()?;
     let tools = rt.block_on(plan.tools())?;
     let decoder = plan.load()?;
-    let agent = build_agent(&decoder, tools, &args.agent)?;
+    let agent = plan.build_agent(&decoder, tools, &args.agent)?;
     rt.block_on(async {
         let mut session = agent.session().map_err(CliError::Agent)?;
         let mut printer = Printer::new(args.json);

@@ -7,11 +7,22 @@ use std::path::PathBuf;
 /// Everything a subcommand can fail with after its arguments parsed.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// `run` or `chat` without `--model`.
+    /// `run` or `chat` without `--model`, and the built-in model is missing.
     #[error(
-        "a model path is needed: pass --model with a GGUF file or a Hugging Face model directory (taper has no built-in model yet)"
+        "a model path is needed: pass --model with a GGUF file or a Hugging Face model directory (the built-in model, {}, is missing)", embedded.display()
     )]
-    NoModel,
+    NoModel {
+        /// Where the built-in model was looked for.
+        embedded: PathBuf,
+    },
+    /// `--tool` named a tool the built-in model was not trained for.
+    #[error(
+        "the built-in model only knows the calculator, not `{name}`; pass --model to use other tools"
+    )]
+    NanoTool {
+        /// The name given.
+        name: String,
+    },
     /// `--tool` named a tool the command does not have.
     #[error("unknown tool `{name}`; the known tools are {known}")]
     UnknownTool {
@@ -99,7 +110,9 @@ impl CliError {
     /// The process exit code: 2 for usage errors, 1 for everything else.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::NoModel | CliError::UnknownTool { .. } => 2,
+            CliError::NoModel { .. } | CliError::UnknownTool { .. } | CliError::NanoTool { .. } => {
+                2
+            }
             _ => 1,
         }
     }

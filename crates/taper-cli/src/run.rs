@@ -3,7 +3,7 @@
 use clap::Args;
 use futures_util::StreamExt as _;
 
-use crate::agent::{AgentArgs, ModelArgs, Plan, build_agent};
+use crate::agent::{AgentArgs, ModelArgs, Plan};
 use crate::error::CliError;
 use crate::output::Printer;
 
@@ -32,7 +32,7 @@ pub fn run(args: RunArgs) -> Result<(), CliError> {
     let rt = crate::runtime()?;
     let tools = rt.block_on(plan.tools())?;
     let decoder = plan.load()?;
-    let agent = build_agent(&decoder, tools, &args.agent)?;
+    let agent = plan.build_agent(&decoder, tools, &args.agent)?;
     rt.block_on(async {
         let mut printer = Printer::new(args.json);
         let mut events = agent.stream(args.task);

@@ -87,8 +87,23 @@ fn run_without_a_model_is_a_usage_error() {
     let out = taper(&["run", "What is 2 + 2?"]);
     assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
     assert_clean_error(&out);
-    assert!(stderr(&out).contains("a model path is needed"));
-    assert!(stderr(&out).contains("--model"));
+    let err = stderr(&out);
+    assert!(err.contains("a model path is needed"), "{err}");
+    assert!(err.contains("--model"), "{err}");
+    assert!(err.contains("taper-nano.gguf, is missing"), "{err}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn the_built_in_model_takes_only_the_calculator() {
+    let out = taper(&["run", "--tool", "calculator", "--tool", "python", "hi"]);
+    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
+    assert_clean_error(&out);
+    let err = stderr(&out);
+    assert!(
+        err.contains("only knows the calculator, not `python`"),
+        "{err}"
+    );
     assert!(stdout(&out).is_empty());
 }
 

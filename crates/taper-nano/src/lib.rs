@@ -35,6 +35,14 @@ pub use transcript::{Transcript, TranscriptError};
 /// Where the trained model lives, relative to the workspace root.
 pub const MODEL_PATH: &str = "models/taper-nano.gguf";
 
+/// The trained model's file in this crate's workspace ([`MODEL_PATH`] resolved
+/// against the workspace this crate was built from), wherever the program runs.
+pub fn model_path() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(MODEL_PATH)
+}
+
 /// The base of the system prompt the model was trained with (the format appends the
 /// calculator's description and the call format).
 pub const SYSTEM_PROMPT: &str =
