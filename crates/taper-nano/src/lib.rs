@@ -5,8 +5,10 @@
 //! quantities, call the calculator with the whole computation, read the result and
 //! answer with the number. This crate holds everything about it that is Rust:
 //!
-//! - [`tasks`]: the seeded generator of word problems, with a training split and a
-//!   held-out split (other phrasings, other number intervals);
+//! - [`tasks`]: the seeded generator of word problems, composed from sentences and
+//!   questions per kind of computation, with a training split and a held-out split
+//!   (pairings of sentence and question training never shows, other number
+//!   intervals);
 //! - [`transcript`]: the exact prompt and completion texts the agent renders and
 //!   samples for a problem, which are the training data;
 //! - [`eval`]: scoring agent runs on problems;
