@@ -131,6 +131,15 @@ impl Plan {
     /// reported before anything slow starts. Without `--model`, the built-in model,
     /// which knows only the calculator.
     pub fn new(model: &ModelArgs, agent: &AgentArgs) -> Result<Plan, CliError> {
+        Plan::with_built_in(model, agent, taper_nano::model_path())
+    }
+
+    /// [`Plan::new`] with the built-in model looked for at `embedded`.
+    fn with_built_in(
+        model: &ModelArgs,
+        agent: &AgentArgs,
+        embedded: PathBuf,
+    ) -> Result<Plan, CliError> {
         let tools = tool_names(&agent.tools)?;
         let (path, nano) = match &model.model {
             Some(path) => (path.clone(), false),
@@ -138,7 +147,6 @@ impl Plan {
                 if let Some(name) = agent.tools.iter().find(|n| n.as_str() != "calculator") {
                     return Err(CliError::NanoTool { name: name.clone() });
                 }
-                let embedded = taper_nano::model_path();
                 if !embedded.is_file() {
                     return Err(CliError::NoModel { embedded });
                 }
@@ -249,5 +257,42 @@ impl Plan {
             builder = builder.system_prompt(text.clone());
         }
         builder.build().map_err(CliError::Agent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// The options `run` takes, to parse them as the command line gives them.
+    #[derive(Parser)]
+    struct Run {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    #[test]
+    fn without_a_model_the_built_in_one_is_planned_or_its_absence_is_a_usage_error() {
+        let args = Run::parse_from(["taper", "--tool", "calculator"]);
+        let missing = std::env::temp_dir().join("taper-no-such-model.gguf");
+        let err = Plan::with_built_in(&args.model, &args.agent, missing.clone())
+            .err()
+            .expect("a missing built-in model is an error");
+        assert!(matches!(&err, CliError::NoModel { embedded } if *embedded == missing));
+        assert_eq!(err.exit_code(), 2);
+        let text = err.to_string();
+        assert!(text.contains("a model path is needed"), "{text}");
+        assert!(
+            text.contains("taper-no-such-model.gguf, is missing"),
+            "{text}"
+        );
+
+        let plan = Plan::new(&args.model, &args.agent).expect("the built-in model is committed");
+        assert!(plan.nano);
+        assert_eq!(plan.model, taper_nano::model_path());
     }
 }

@@ -82,16 +82,97 @@ fn help_lists_the_subcommands_and_each_shows_an_example() {
     }
 }
 
+/// The events of the built-in model's run of a word problem, with the tool calls
+/// and results checked: exactly one call, the calculator's, with `expression`,
+/// answered by `output`.
+fn one_calculator_call<'a>(events: &'a [Value], expression: &str, output: &str) -> &'a Value {
+    let calls: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "tool_call")
+        .collect();
+    let results: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "tool_result")
+        .collect();
+    assert_eq!((calls.len(), results.len()), (1, 1), "{events:?}");
+    assert_eq!(calls[0]["name"], "calculator", "{events:?}");
+    assert_eq!(
+        calls[0]["arguments"]["expression"], expression,
+        "{events:?}"
+    );
+    assert_eq!(results[0]["ok"], true, "{events:?}");
+    assert_eq!(results[0]["output"], output, "{events:?}");
+    calls[0]
+}
+
 #[test]
-fn run_without_a_model_is_a_usage_error() {
-    let out = taper(&["run", "What is 2 + 2?"]);
-    assert_eq!(out.status.code(), Some(2), "stderr: {}", stderr(&out));
-    assert_clean_error(&out);
-    let err = stderr(&out);
-    assert!(err.contains("a model path is needed"), "{err}");
-    assert!(err.contains("--model"), "{err}");
-    assert!(err.contains("taper-nano.gguf, is missing"), "{err}");
-    assert!(stdout(&out).is_empty());
+fn run_without_a_model_solves_a_word_problem_with_the_built_in_model() {
+    let out = taper(&[
+        "run",
+        "--json",
+        "One pen costs 3 dollars. What do 12 pens cost in total?",
+    ]);
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    let events = json_events(&stdout(&out));
+    one_calculator_call(&events, "12 * 3", "= 36");
+    let done = events.last().expect("a run ends with done");
+    assert_eq!(done["event"], "done");
+    assert_eq!(done["truncated"], false);
+    let answer = done["answer"].as_str().expect("the answer is text");
+    assert!(taper_nano::mentions_number(answer, "36"), "{answer}");
+}
+
+#[test]
+fn chat_with_the_built_in_model_answers_each_turn_on_the_cache_of_the_ones_before() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taper"))
+        .args(["chat", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the taper binary runs");
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    stdin
+        .write_all(
+            b"One pen costs 3 dollars. What do 12 pens cost in total?\n\
+              How many minutes are in 7 hours?\n",
+        )
+        .expect("chat reads its input");
+    drop(stdin);
+    let out = child.wait_with_output().expect("chat ends at end of input");
+    assert!(out.status.success(), "chat: {}", stderr(&out));
+    let events = json_events(&stdout(&out));
+    // Split the events into turns at each `done`.
+    let turns: Vec<&[Value]> = events.split_inclusive(|e| e["event"] == "done").collect();
+    assert_eq!(turns.len(), 2, "{events:?}");
+    let expected = [("12 * 3", "= 36", "36"), ("7 * 60", "= 420", "420")];
+    let mut first_prefilled = None;
+    for (turn, (expression, output, number)) in turns.iter().zip(expected) {
+        one_calculator_call(turn, expression, output);
+        let done = turn.last().expect("a turn ends with done");
+        let answer = done["answer"].as_str().expect("the answer is text");
+        assert!(taper_nano::mentions_number(answer, number), "{answer}");
+        let usage = turn
+            .iter()
+            .find(|e| e["event"] == "usage")
+            .expect("a turn reports its usage");
+        let prompt = usage["prompt_tokens"].as_u64().expect("a count");
+        let prefilled = usage["prefilled_tokens"].as_u64().expect("a count");
+        // The first turn prefills the system prompt (over 200 tokens) and its
+        // question; the second only its own question and the tool's result, the
+        // conversation before it is in the cache. (Two turns: the model was trained
+        // on chats of two; a third, after two earlier exchanges, is a text it never
+        // read.)
+        match first_prefilled {
+            None => first_prefilled = Some(prefilled),
+            Some(first) => {
+                assert!(
+                    prefilled < first && 2 * prefilled < prompt,
+                    "{usage}, first turn {first}"
+                );
+            }
+        }
+    }
 }
 
 #[test]
