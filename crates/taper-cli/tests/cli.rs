@@ -82,18 +82,16 @@ fn help_lists_the_subcommands_and_each_shows_an_example() {
     }
 }
 
-/// The events of the built-in model's run of a word problem, with the tool calls
-/// and results checked: exactly one call, the calculator's, with `expression`,
-/// answered by `output`.
-fn one_calculator_call<'a>(events: &'a [Value], expression: &str, output: &str) -> &'a Value {
-    let calls: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "tool_call")
-        .collect();
-    let results: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "tool_result")
-        .collect();
+/// The events of one kind (`tool_call`, `usage`, ...).
+fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["event"] == kind).collect()
+}
+
+/// Checks the tool events of the built-in model's run of a word problem: exactly
+/// one call, the calculator's, with `expression`, answered by `output`.
+fn one_calculator_call(events: &[Value], expression: &str, output: &str) {
+    let calls = of_kind(events, "tool_call");
+    let results = of_kind(events, "tool_result");
     assert_eq!((calls.len(), results.len()), (1, 1), "{events:?}");
     assert_eq!(calls[0]["name"], "calculator", "{events:?}");
     assert_eq!(
@@ -102,7 +100,6 @@ fn one_calculator_call<'a>(events: &'a [Value], expression: &str, output: &str) 
     );
     assert_eq!(results[0]["ok"], true, "{events:?}");
     assert_eq!(results[0]["output"], output, "{events:?}");
-    calls[0]
 }
 
 #[test]
@@ -386,14 +383,8 @@ fn make_model_then_info_then_a_json_run_with_the_calculator() {
     assert!(usage["generated_tokens"].as_u64().unwrap() > 0, "{text}");
     // Every call (the random model rarely makes one) reached the calculator and
     // its result was reported.
-    let calls: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "tool_call")
-        .collect();
-    let results: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "tool_result")
-        .collect();
+    let calls = of_kind(&events, "tool_call");
+    let results = of_kind(&events, "tool_result");
     assert_eq!(calls.len(), results.len(), "{text}");
     for (call, result) in calls.iter().zip(&results) {
         assert_eq!(call["name"], "calculator", "{text}");
@@ -423,8 +414,8 @@ fn chat_answers_each_line_in_one_session() {
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "chat: {}", stderr(&out));
     let events = json_events(&stdout(&out));
-    let usages: Vec<&Value> = events.iter().filter(|e| e["event"] == "usage").collect();
-    let done = events.iter().filter(|e| e["event"] == "done").count();
+    let usages = of_kind(&events, "usage");
+    let done = of_kind(&events, "done").len();
     // Two turns (blank lines are skipped), the second on the first one's cache.
     assert_eq!((usages.len(), done), (2, 2), "{}", stdout(&out));
     let second = usages[1];

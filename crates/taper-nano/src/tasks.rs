@@ -112,18 +112,23 @@ impl Draw<'_> {
         if digits == 1 {
             return self.rng.range(2, 9);
         }
-        let reserved = held_out_leading(digits, slot);
-        let leading = match self.split {
+        let leading = self.split_digit(1, &held_out_leading(digits, slot));
+        let scale = 10u64.pow(digits - 1);
+        leading * scale + self.rng.range(0, scale - 1)
+    }
+
+    /// A digit from `lo` to 9: one of `reserved` in held-out problems, any other
+    /// in training ones.
+    fn split_digit(&mut self, lo: u64, reserved: &[u64]) -> u64 {
+        match self.split {
             Split::Train => loop {
-                let d = self.rng.range(1, 9);
+                let d = self.rng.range(lo, 9);
                 if !reserved.contains(&d) {
                     break d;
                 }
             },
-            Split::HeldOut => *self.rng.pick(&reserved),
-        };
-        let scale = 10u64.pow(digits - 1);
-        leading * scale + self.rng.range(0, scale - 1)
+            Split::HeldOut => *self.rng.pick(reserved),
+        }
     }
 
     /// A count of things: 2 to 99.
@@ -137,15 +142,7 @@ impl Draw<'_> {
         if self.rng.range(0, 1) == 0 {
             return whole.to_string();
         }
-        let tens = match self.split {
-            Split::Train => loop {
-                let d = self.rng.range(0, 9);
-                if !HELD_OUT_CENTS_TENS.contains(&d) {
-                    break d;
-                }
-            },
-            Split::HeldOut => *self.rng.pick(&HELD_OUT_CENTS_TENS),
-        };
+        let tens = self.split_digit(0, &HELD_OUT_CENTS_TENS);
         format!("{whole}.{tens}{}", self.rng.range(0, 9))
     }
 
