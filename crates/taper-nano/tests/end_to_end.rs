@@ -33,7 +33,7 @@ async fn held_out_problems_are_solved_through_a_real_calculator_call() {
         }
         // Solved: one call, whose output holds the answer the text states.
         if calls.len() == 1
-            && calls[0].model_text().contains(&p.answer)
+            && mentions_number(&calls[0].model_text(), &p.answer)
             && mentions_number(&answer.text, &p.answer)
         {
             solved.push(&p.text);
