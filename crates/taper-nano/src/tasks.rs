@@ -252,6 +252,15 @@ fn hours_to_min(x: u64) -> Solution {
     )
 }
 
+/// The questions that ask how much money `name` has after earning and spending.
+fn money_left_questions(name: &str) -> Vec<String> {
+    vec![
+        format!("How much money does {name} have now?"),
+        "How much money is left?".into(),
+        format!("How much does {name} have in the end?"),
+    ]
+}
+
 fn num(s: &str) -> f64 {
     s.parse().unwrap_or(0.0)
 }
@@ -727,11 +736,7 @@ const KINDS: &[Kind] = &[
                         "{name} has {x} dollars. After buying {n} {items} at {p} dollars each, {name} earns {y} dollars."
                     ),
                 ],
-                questions: vec![
-                    format!("How much money does {name} have now?"),
-                    "How much money is left?".into(),
-                    format!("How much does {name} have in the end?"),
-                ],
+                questions: money_left_questions(name),
                 whole: vec![],
                 solution: solution(
                     format!("Has {x} dollars. {n} {items} at {p} dollars each. Earns {y} dollars."),
@@ -758,11 +763,7 @@ const KINDS: &[Kind] = &[
                         "{name} has {x} dollars and is paid {y} dollars. Then {name} {buys} {n} {items} at {p} dollars each."
                     ),
                 ],
-                questions: vec![
-                    format!("How much money does {name} have now?"),
-                    "How much money is left?".into(),
-                    format!("How much does {name} have in the end?"),
-                ],
+                questions: money_left_questions(name),
                 whole: vec![],
                 solution: solution(
                     format!("Has {x} dollars. Earns {y} dollars. {n} {items} at {p} dollars each."),
@@ -906,8 +907,9 @@ enum Shape {
 fn shapes(kind: usize, facts: usize, questions: usize, whole: usize, split: Split) -> Vec<Shape> {
     let held_out = split == Split::HeldOut;
     let mut out: Vec<Shape> = (0..facts)
-        .flat_map(|fact| (0..questions).map(move |question| Shape::Pair { fact, question }))
-        .filter(|s| matches!(*s, Shape::Pair { fact, question } if held_out_pair(kind, fact, question) == held_out))
+        .flat_map(|fact| (0..questions).map(move |question| (fact, question)))
+        .filter(|&(fact, question)| held_out_pair(kind, fact, question) == held_out)
+        .map(|(fact, question)| Shape::Pair { fact, question })
         .collect();
     if !held_out {
         out.extend((0..whole).map(Shape::Whole));
