@@ -491,7 +491,7 @@ def main():
     # 1e-3, not 3e-3: at 3e-3 the heads that copy tokens (numbers, items) from the
     # problem form thousands of steps later, if at all (README, "Training runs").
     ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--steps", type=int, default=2800, help="optimizer steps (the schedule spans them)")
+    ap.add_argument("--steps", type=int, default=2500, help="optimizer steps (the schedule spans them)")
     ap.add_argument("--minutes", type=float, default=60.0, help="give up (an error) after this long")
     ap.add_argument("--heldout", help="held-out corpus: exact-match accuracy is logged on it")
     ap.add_argument("--eval-every", type=int, default=250)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the nano model from scratch and writes models/taper-nano.gguf,
 # models/taper-nano.tokenizer.json and docs/nano-loss.png. A one-off developer
-# step (27-32 minutes on 2 CPU cores, as fast as the host's memory bandwidth
+# step (18-29 minutes on 2 CPU cores, as fast as the host's memory bandwidth
 # allows); CI uses the committed model.
 #   TAPER_NANO_VENV: a venv with torch, tokenizers, safetensors, numpy (created if missing)
 set -euo pipefail
@@ -22,8 +22,8 @@ cargo build -q --release -p taper-nano --bins
 "$root/target/release/nano-corpus" --out "$out/heldout.jsonl" --n 1000 --seed 1 --held-out --chat-every 0
 rm -rf "$out/run"
 "$venv/bin/python" crates/taper-nano/train/train.py --corpus "$out/train.jsonl" \
-  --heldout "$out/heldout.jsonl" --out "$out/run" --seed 0 --steps 2800 --batch 16 --lr 1e-3 \
-  --eval-every 500
+  --heldout "$out/heldout.jsonl" --out "$out/run" --seed 0 --steps 2500 --batch 16 --lr 1e-3 \
+  --eval-every 1250
 "$root/target/release/nano-gguf" --hf-dir "$out/run/model" --quant q8_0 --out models/taper-nano.gguf
 cp "$out/run/tokenizer.json" models/taper-nano.tokenizer.json
 cp "$out/run/loss.png" docs/nano-loss.png
