@@ -25,10 +25,10 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
-/// Runs `problem` as the next turn of `session` (cleared first, so the KV cache
-/// keeps the system prompt from run to run) and scores it.
+/// Runs `problem` as the next turn of `session` and scores it. Clear the session
+/// first for a problem on its own (the KV cache keeps the system prompt from run to
+/// run); leave it for a later turn of a chat.
 pub async fn solve(session: &mut Session, problem: &Problem) -> Outcome {
-    session.clear();
     let started = Instant::now();
     let result = session.run(problem.text.clone()).await;
     let elapsed = started.elapsed();
@@ -52,6 +52,11 @@ pub async fn solve(session: &mut Session, problem: &Problem) -> Outcome {
         expected_calls,
         elapsed,
     }
+}
+
+/// `a` as a percentage of `b` (0 when `b` is 0).
+fn pct(a: usize, b: usize) -> f64 {
+    100.0 * a as f64 / b.max(1) as f64
 }
 
 /// The summary of many runs.
@@ -113,21 +118,22 @@ impl Report {
         }
     }
 
+    /// The accuracy as a percentage and a count: `98.8% (494/500)`.
+    pub fn accuracy(&self) -> String {
+        format!(
+            "{:.1}% ({}/{})",
+            pct(self.correct, self.runs),
+            self.correct,
+            self.runs
+        )
+    }
+
     /// The summary as a table of metric and value lines.
     pub fn table(&self) -> String {
-        let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
         let per_s = |n: usize, t: Duration| n as f64 / t.as_secs_f64().max(1e-9);
         let rows = [
             ("runs", self.runs.to_string()),
-            (
-                "accuracy",
-                format!(
-                    "{:.1}% ({}/{})",
-                    pct(self.correct, self.runs),
-                    self.correct,
-                    self.runs
-                ),
-            ),
+            ("accuracy", self.accuracy()),
             (
                 "tool-call rate",
                 format!(

@@ -163,10 +163,15 @@ def encode_records(tok, records):
     return system_ids, problems
 
 
-def problem_batches(problems, size, rng):
+def problem_batches(problems, size, rng, max_gap=0):
     """Shuffled batches of `size` problems, each problem laid out as its shared
     prompt part then both branches. Per token: id, position (after the system
-    prompt), branch (0 shared, 1, 2, -1 padding) and target (-100: no loss)."""
+    prompt), branch (0 shared, 1, 2, -1 padding) and target (-100: no loss).
+
+    With `max_gap`, half the problems start up to that many positions after the
+    system prompt instead of right after it, as a later turn of a chat does: a
+    model trained at one offset only reads a problem 300 positions later at a
+    third of its accuracy (README, "Training runs")."""
     order = list(range(len(problems)))
     rng.shuffle(order)
     # Problems of similar length together (less padding), batches in random order.
@@ -181,14 +186,15 @@ def problem_batches(problems, size, rng):
         rows = []
         for i in batch:
             shared, b1, b2 = problems[i]
-            row = {"ids": list(shared), "pos": list(range(len(shared))), "branch": [0] * len(shared),
+            gap = rng.randint(1, max_gap) if max_gap and rng.random() < 0.5 else 0
+            row = {"ids": list(shared), "pos": list(range(gap, gap + len(shared))), "branch": [0] * len(shared),
                    "target": [-100] * len(shared)}
             for br, (ids, mask) in ((1, b1), (2, b2)):
                 # A branch's first token is predicted by the last shared token; the
                 # branches start inside the prompts, so that target has no loss.
                 for j, t in enumerate(ids):
                     row["ids"].append(t)
-                    row["pos"].append(len(shared) + j)
+                    row["pos"].append(gap + len(shared) + j)
                     row["branch"].append(br)
                     has_loss = j + 1 < len(ids) and mask[j + 1]
                     row["target"].append(ids[j + 1] if has_loss else -100)
@@ -361,15 +367,16 @@ class Llama(torch.nn.Module):
 
 
 @torch.no_grad()
-def exact_match(model, system, system_ids, problems, size=25):
+def exact_match(model, system, system_ids, problems, size=25, gap=0):
     """Teacher-forced exact match on held-out problems: the share of first turns,
     second turns and whole problems whose every written token is the model's
-    argmax. A problem that matches is one greedy decoding solves."""
+    argmax. A problem that matches is one greedy decoding solves. With `gap`, the
+    problems start that many positions after the system prompt."""
     model.eval()
     first = second = both = 0
     rng = random.Random(0)
     for rows in problem_batches(problems, size, rng):
-        ids, pos, branch, target = to_tensors(rows, len(system_ids))
+        ids, pos, branch, target = to_tensors(rows, len(system_ids) + gap)
         pred = model(system, ids, pos, attention_mask(branch, len(system_ids))).argmax(-1)
         ok = (pred == target) | (target == -100)
         for i in range(len(rows)):
@@ -497,6 +504,8 @@ def main():
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-n", type=int, default=200)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--position-gap", type=int, default=640,
+                    help="the most positions a problem starts after the system prompt (half of them do)")
     ap.add_argument("--init", help="start from this model.safetensors (a second stage)")
     ap.add_argument("--warmup", type=int, default=30)
     args = ap.parse_args()
@@ -583,7 +592,7 @@ def main():
     # from the same seed however busy the machine is.
     while step < args.steps:
         epoch += 1
-        for rows in problem_batches(problems, args.batch, rng):
+        for rows in problem_batches(problems, args.batch, rng, args.position_gap):
             if step >= args.steps:
                 break
             if time.time() - start > args.minutes * 60:
@@ -609,6 +618,10 @@ def main():
                 report(f"step {step} held-out exact match: {exact_match(model, system, system_ids, heldout)}")
                 report(f"step {step} training exact match: {exact_match(model, system, system_ids, train_probe)}")
     report(f"trained {step} steps in {time.time() - start:.0f}s, final loss {sum(losses[-20:]) / len(losses[-20:]):.4f}")
+    if heldout:
+        # As a later turn of a chat reads its problem.
+        for gap in (150, 300, 450):
+            report(f"held-out exact match {gap} positions later: {exact_match(model, system, system_ids, heldout, gap=gap)}")
 
     with open(os.path.join(args.out, "loss.csv"), "w") as f:
         f.write("step,loss\n")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the nano model from scratch and writes models/taper-nano.gguf,
 # models/taper-nano.tokenizer.json and docs/nano-loss.png. A one-off developer
-# step (18-29 minutes on 2 CPU cores, as fast as the host's memory bandwidth
+# step (16-28 minutes on 2 CPU cores, as fast as the host's memory bandwidth
 # allows); CI uses the committed model.
 #   TAPER_NANO_VENV: a venv with torch, tokenizers, safetensors, numpy (created if missing)
 set -euo pipefail

@@ -23,6 +23,10 @@ struct Args {
     /// Sample at this temperature (top-p 0.95, seed 0) instead of greedily.
     #[arg(long)]
     temperature: Option<f32>,
+    /// Ask the problems in chats of this many turns (each turn on the conversation
+    /// before it) and print the accuracy of each turn too.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    chat: u16,
     /// Print every run that is not correct.
     #[arg(long)]
     verbose: bool,
@@ -42,9 +46,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let agent = builder.build()?;
     let mut session = agent.session()?;
+    let chat = usize::from(args.chat);
     let mut report = Report::default();
-    for problem in generate(args.seed, Split::HeldOut, args.n) {
-        let outcome = solve(&mut session, &problem).await;
+    let mut by_turn = vec![Report::default(); chat];
+    for (i, problem) in generate(args.seed, Split::HeldOut, args.n)
+        .iter()
+        .enumerate()
+    {
+        let turn = i % chat;
+        if turn == 0 {
+            session.clear();
+        }
+        let outcome = solve(&mut session, problem).await;
         if args.verbose && !outcome.correct {
             println!(
                 "- {}\n  expected {} = {}",
@@ -64,13 +77,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         report.add(&outcome);
+        by_turn[turn].add(&outcome);
     }
+    let asked = if chat == 1 {
+        "each on its own".to_owned()
+    } else {
+        format!("in chats of {chat} turns")
+    };
     println!(
-        "model {}, {} held-out problems (seed {}), sampling {sampling}\n",
+        "model {}, {} held-out problems (seed {}) {asked}, sampling {sampling}\n",
         args.model.display(),
         args.n,
         args.seed
     );
     print!("{}", report.table());
+    if chat > 1 {
+        for (turn, r) in by_turn.iter().enumerate() {
+            println!("turn {} of {chat}  {}", turn + 1, r.accuracy());
+        }
+    }
     Ok(())
 }
