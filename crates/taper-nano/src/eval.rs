@@ -191,3 +191,35 @@ impl Report {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed_run(correct: bool) -> Outcome {
+        Outcome {
+            answer: Err("the model ran out of context".into()),
+            correct,
+            calls: 1,
+            failed_calls: 1,
+            expected_calls: 0,
+            elapsed: Duration::from_millis(10),
+        }
+    }
+
+    #[test]
+    fn a_report_counts_runs_errors_and_refused_calls() {
+        let mut report = Report::default();
+        assert_eq!(report.accuracy(), "0.0% (0/0)");
+        report.add(&failed_run(true));
+        report.add(&failed_run(false));
+        report.add(&failed_run(false));
+        assert_eq!(report.accuracy(), "33.3% (1/3)");
+        let table = report.table();
+        assert!(table.contains("0/3 (3 errors)"), "{table}");
+        assert!(
+            table.contains("3 (3 refused by the tool, 0 with exactly"),
+            "{table}"
+        );
+    }
+}
