@@ -154,9 +154,8 @@ fn chat_with_the_built_in_model_answers_each_turn_on_the_cache_of_the_ones_befor
         let done = turn.last().expect("a turn ends with done");
         let answer = done["answer"].as_str().expect("the answer is text");
         assert!(taper_nano::mentions_number(answer, number), "{answer}");
-        let usage = turn
-            .iter()
-            .find(|e| e["event"] == "usage")
+        let usage = *of_kind(turn, "usage")
+            .first()
             .expect("a turn reports its usage");
         let prompt = usage["prompt_tokens"].as_u64().expect("a count");
         let prefilled = usage["prefilled_tokens"].as_u64().expect("a count");

@@ -69,6 +69,11 @@ fn ten_tools(env: &TokenEnv, tag: &str) -> TurnGrammarBuilder {
 /// Compiles timed per grammar.
 const COMPILES: usize = 40;
 
+/// The `q` quantile of sorted, non-empty `times` (the element at `q` of the way).
+fn quantile(times: &[Duration], q: f64) -> Duration {
+    times[((times.len() as f64 * q) as usize).min(times.len() - 1)]
+}
+
 /// The spread of a set of durations.
 struct Spread {
     min: Duration,
@@ -80,12 +85,11 @@ struct Spread {
 impl Spread {
     fn of(mut times: Vec<Duration>) -> Spread {
         times.sort();
-        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
         Spread {
-            min: at(0.0),
-            median: at(0.5),
-            p90: at(0.9),
-            max: at(1.0),
+            min: quantile(&times, 0.0),
+            median: quantile(&times, 0.5),
+            p90: quantile(&times, 0.9),
+            max: quantile(&times, 1.0),
         }
     }
 }
@@ -330,7 +334,7 @@ fn main() {
             Ok(step) => format!("{:.2}", 100.0 * wall_mean / us(step.median)),
             Err(_) => "-".into(),
         };
-        let pct = |p: f64| us(cpu[((n as f64 * p) as usize).min(n - 1)]);
+        let pct = |q: f64| us(quantile(&cpu, q));
         println!(
             "| {:?} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {}/{} | {share} |",
             row.vocab,

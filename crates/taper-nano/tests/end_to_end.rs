@@ -54,8 +54,8 @@ async fn a_chat_answers_each_turn_on_the_cache_of_the_turns_before() {
         .build()
         .expect("the nano agent builds");
     let mut session = agent.session().expect("a session opens");
-    // Two turns: the model was trained on chats of two (a third turn, after two
-    // earlier exchanges, is a text it never read; crates/taper-nano/README.md).
+    // Two turns here; the CLI's chat test runs three (the model answers about 94% of
+    // third turns and 75% of fourth ones: `nano-eval --chat`, crates/taper-nano/README.md).
     let turns = [
         (
             "One pen costs 3 dollars. What do 12 pens cost in total?",
