@@ -177,19 +177,6 @@ impl Draw<'_> {
             }
         }
     }
-
-    /// A bill that covers `cost`: the smallest of 10, 20, 50, 100, 200, ... above it.
-    fn bill_above(&mut self, cost: f64) -> u64 {
-        let mut scale = 10;
-        loop {
-            for step in [1, 2, 5] {
-                if (step * scale) as f64 > cost {
-                    return step * scale;
-                }
-            }
-            scale *= 10;
-        }
-    }
 }
 
 /// How a problem is solved: the quantities restated, the expression, the unit.
@@ -243,12 +230,13 @@ fn each_total(n: u64, items: &str, p: &str) -> Solution {
     )
 }
 
-/// `x` hours in minutes.
-fn hours_to_min(x: u64) -> Solution {
+/// `x` `units` converted to `to`, `factor` of them per `unit`: the notes "3 km,
+/// 1000 meters per km." and the expression `3 * 1000`.
+fn times_per_unit(x: u64, units: &str, factor: u64, to: &'static str, unit: &str) -> Solution {
     solution(
-        format!("{x} hours, 60 minutes per hour."),
-        format!("{x} * 60"),
-        "minutes",
+        format!("{x} {units}, {factor} {to} per {unit}."),
+        format!("{x} * {factor}"),
+        to,
     )
 }
 
@@ -263,6 +251,19 @@ fn money_left_questions(name: &str) -> Vec<String> {
 
 fn num(s: &str) -> f64 {
     s.parse().unwrap_or(0.0)
+}
+
+/// A bill that covers `cost`: the smallest of 10, 20, 50, 100, 200, ... above it.
+fn bill_above(cost: f64) -> u64 {
+    let mut scale = 10;
+    loop {
+        for step in [1, 2, 5] {
+            if (step * scale) as f64 > cost {
+                return step * scale;
+            }
+        }
+        scale *= 10;
+    }
 }
 
 /// `text` with its first letter upper-case.
@@ -317,7 +318,7 @@ const KINDS: &[Kind] = &[
         build: |d| {
             let (name, (_, items), buys) = (d.name(), d.item(), d.word(&BUYS));
             let (n, p) = (d.count(), d.price());
-            let bill = d.bill_above(n as f64 * num(&p));
+            let bill = bill_above(n as f64 * num(&p));
             Composed {
                 facts: vec![
                     format!(
@@ -575,11 +576,7 @@ const KINDS: &[Kind] = &[
                     format!("How many meters are in {x} km?"),
                     format!("Convert {x} km to meters."),
                 ],
-                solution: solution(
-                    format!("{x} km, 1000 meters per km."),
-                    format!("{x} * 1000"),
-                    "meters",
-                ),
+                solution: times_per_unit(x, "km", 1000, "meters", "km"),
             }
         },
     },
@@ -605,7 +602,7 @@ const KINDS: &[Kind] = &[
                     format!("How many minutes are in {x} hours?"),
                     format!("Convert {x} hours to minutes."),
                 ],
-                solution: hours_to_min(x),
+                solution: times_per_unit(x, "hours", 60, "minutes", "hour"),
             }
         },
     },
@@ -626,11 +623,7 @@ const KINDS: &[Kind] = &[
                     "Convert it to grams.".into(),
                 ],
                 whole: vec![format!("How many grams are in {x} kg?")],
-                solution: solution(
-                    format!("{x} kg, 1000 grams per kg."),
-                    format!("{x} * 1000"),
-                    "grams",
-                ),
+                solution: times_per_unit(x, "kg", 1000, "grams", "kg"),
             }
         },
     },
@@ -651,11 +644,7 @@ const KINDS: &[Kind] = &[
                     "Count the eggs.".into(),
                 ],
                 whole: vec![format!("How many eggs are in {x} dozen?")],
-                solution: solution(
-                    format!("{x} dozen, 12 eggs per dozen."),
-                    format!("{x} * 12"),
-                    "eggs",
-                ),
+                solution: times_per_unit(x, "dozen", 12, "eggs", "dozen"),
             }
         },
     },

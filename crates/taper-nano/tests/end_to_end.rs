@@ -1,20 +1,22 @@
 //! The committed nano model end to end: held-out problems solved through a real
 //! calculator call, and a multi-turn session that reuses its KV cache.
 
-use taper::Decoder;
+use taper::{Decoder, Session};
 use taper_nano::{Split, agent_builder, generate, mentions_number, model_path};
 
-fn decoder() -> Decoder {
-    Decoder::load(model_path()).expect("the committed model loads")
+/// A session of the nano agent on the committed model (the session keeps the agent
+/// and the decoder alive).
+fn nano_session() -> Session {
+    let decoder = Decoder::load(model_path()).expect("the committed model loads");
+    let agent = agent_builder(&decoder)
+        .build()
+        .expect("the nano agent builds");
+    agent.session().expect("a session opens")
 }
 
 #[tokio::test(flavor = "current_thread")]
 async fn held_out_problems_are_solved_through_a_real_calculator_call() {
-    let decoder = decoder();
-    let agent = agent_builder(&decoder)
-        .build()
-        .expect("the nano agent builds");
-    let mut session = agent.session().expect("a session opens");
+    let mut session = nano_session();
     // Seed 7: problems no other test or the evaluation uses.
     let problems = generate(7, Split::HeldOut, 24);
     let mut solved = Vec::new();
@@ -49,11 +51,7 @@ async fn held_out_problems_are_solved_through_a_real_calculator_call() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn a_chat_answers_each_turn_on_the_cache_of_the_turns_before() {
-    let decoder = decoder();
-    let agent = agent_builder(&decoder)
-        .build()
-        .expect("the nano agent builds");
-    let mut session = agent.session().expect("a session opens");
+    let mut session = nano_session();
     // Two turns here; the CLI's chat test runs three (the model answers about 94% of
     // third turns and 75% of fourth ones: `nano-eval --chat`, crates/taper-nano/README.md).
     let turns = [
